@@ -1,0 +1,79 @@
+import glob
+import os
+
+import pytest
+import torch
+
+from detectron2.config import get_cfg
+
+from wss_d2 import add_wss_config, get_wss_cfg
+from wss_d2.config import ConfigKeyError
+
+from .conftest import CONFIGS, MAIN_CONFIG
+
+
+def test_new_keys_have_defaults():
+    cfg = get_cfg()
+    add_wss_config(cfg)
+    assert cfg.INPUT.DATASET_MAPPER_NAME == "SemanticDatasetMapper"
+    assert list(cfg.INPUT.RANDOM_SCALE) == [0.5, 2.0]
+    assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE == "cross_entropy"
+    assert cfg.MODEL.SEM_SEG_HEAD.ASPP_POOL_NORM is True
+    assert cfg.MODEL.SEM_SEG_HEAD.ALIGN_CORNERS is False
+    assert cfg.SOLVER.OPTIMIZER == "SGD"
+    assert cfg.SOLVER.BACKBONE_MULTIPLIER == 1.0
+    # detectron2's DeepLab keys come along
+    assert cfg.MODEL.RESNETS.RES4_DILATION == 1
+    assert cfg.SOLVER.POLY_LR_POWER == 0.9
+
+
+def test_every_new_key_has_a_comment():
+    """Each key add_wss_config sets (besides the DeepLab project's) is preceded by a comment."""
+    import inspect
+
+    from wss_d2 import config
+
+    lines = inspect.getsource(config.add_wss_config).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("cfg.") and "=" in line:
+            assert lines[i - 1].strip().startswith("#"), f"no comment above: {line.strip()}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
+)
+def test_every_config_loads(path):
+    cfg = get_wss_cfg(path)
+    assert cfg.MODEL.SEM_SEG_HEAD.NAME == "WSSDeepLabV3PlusHead"
+
+
+def test_main_config_inherits_base():
+    cfg = get_wss_cfg(MAIN_CONFIG)
+    assert cfg.MODEL.RESNETS.DEPTH == 18  # set by the config
+    assert cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor"  # inherited from _BASE_
+    assert cfg.DATASETS.TRAIN == ("wss_synthetic_train",)
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f'_BASE_: "{MAIN_CONFIG}"\nSOLVER:\n  BASE_LRR: 0.1\n')
+    with pytest.raises(ConfigKeyError) as e:
+        get_wss_cfg(str(bad))
+    assert "SOLVER.BASE_LRR" in str(e.value) and str(bad) in str(e.value)
+
+
+def test_unknown_key_on_command_line():
+    with pytest.raises(ConfigKeyError) as e:
+        get_wss_cfg(MAIN_CONFIG, ["MODEL.SEM_SEG_HEAD.NUM_CLASSE", "3"])
+    assert "MODEL.SEM_SEG_HEAD.NUM_CLASSE" in str(e.value) and "command line" in str(e.value)
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigKeyError) as e:
+        get_wss_cfg(MAIN_CONFIG, ["SOLVER.MAX_ITER", "many"])
+    assert "SOLVER.MAX_ITER" in str(e.value)
+
+
+def test_device_falls_back_to_cpu():
+    cfg = get_wss_cfg(MAIN_CONFIG)
+    assert cfg.MODEL.DEVICE == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,157 @@
+"""End-to-end runs of train_net.py on the synthetic dataset (CPU, a few minutes in all)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detectron2.data import DatasetCatalog
+from detectron2.engine.hooks import HookBase
+
+from wss_d2 import get_wss_cfg
+from wss_d2.engine import Trainer
+
+from .conftest import MAIN_CONFIG, REPO
+
+pytestmark = pytest.mark.slow
+
+TRAIN_ITERS = 300
+FAST = ["DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", "100000", "TEST.EVAL_PERIOD", "0"]
+
+
+def run_train_net(*args, num_gpus=1, check=True):
+    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", MAIN_CONFIG]
+    command += ["--num-gpus", str(num_gpus), *args]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        pytest.fail(f"train_net.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def read_results(output_dir):
+    with open(os.path.join(output_dir, "results.json")) as f:
+        return json.load(f)["sem_seg"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("baseline"))
+    run_train_net(*FAST, "SOLVER.MAX_ITER", str(TRAIN_ITERS), "OUTPUT_DIR", output_dir)
+    return output_dir
+
+
+def trivial_miou(dataset_name, num_classes=6):
+    """mIoU of predicting the most frequent class (background) everywhere."""
+    counts = np.zeros(256, np.int64)
+    for record in DatasetCatalog.get(dataset_name):
+        counts += np.bincount(np.asarray(Image.open(record["sem_seg_file_name"])).ravel(), minlength=256)
+    labelled = counts[:num_classes]
+    return 100.0 * labelled.max() / labelled.sum() / num_classes
+
+
+def test_training_beats_trivial_predictor(trained):
+    miou = read_results(trained)["mIoU"]
+    trivial = trivial_miou("wss_synthetic_val")
+    assert miou > 2 * trivial, f"mIoU {miou:.2f} vs trivial {trivial:.2f}"
+
+
+def test_training_writes_logs_and_checkpoints(trained):
+    with open(os.path.join(trained, "metrics.json")) as f:
+        metrics = [json.loads(line) for line in f if line.strip()]
+    losses = [m["total_loss"] for m in metrics if "total_loss" in m]
+    assert len(losses) >= 5 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    assert any("sem_seg/mIoU" in m for m in metrics)  # the EvalHook's result
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(trained))
+    with open(os.path.join(trained, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_final.pth"
+
+
+def test_eval_only_reproduces_mIoU(trained, tmp_path):
+    weights = os.path.join(trained, "model_final.pth")
+    run_train_net("--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path))
+    assert read_results(str(tmp_path))["mIoU"] == pytest.approx(read_results(trained)["mIoU"], abs=1e-9)
+
+
+def test_two_process_gloo_eval_matches_one_process(trained, tmp_path):
+    weights = os.path.join(trained, "model_final.pth")
+    run_train_net("--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path), num_gpus=2)
+    two = read_results(str(tmp_path))
+    one = read_results(trained)
+    for key in ("mIoU", "fwIoU", "pACC", "mACC"):
+        assert two[key] == pytest.approx(one[key], abs=1e-9), key
+
+
+def test_resume_continues_from_last_checkpoint(trained, tmp_path):
+    output_dir = str(tmp_path / "resumed")
+    shutil.copytree(trained, output_dir)
+    proc = run_train_net(
+        "--resume", *FAST, "SOLVER.MAX_ITER", str(TRAIN_ITERS + 20), "OUTPUT_DIR", output_dir
+    )
+    assert f"Starting training from iteration {TRAIN_ITERS}" in proc.stdout + proc.stderr
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        iterations = [json.loads(line)["iteration"] for line in f if line.strip()]
+    assert iterations[-1] == TRAIN_ITERS + 19
+    checkpoint = torch.load(os.path.join(output_dir, "model_final.pth"), weights_only=False)
+    assert checkpoint["iteration"] == TRAIN_ITERS + 19
+
+
+def _trainer(output_dir, *opts):
+    cfg = get_wss_cfg(MAIN_CONFIG, [*FAST, "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", output_dir, *opts])
+    return Trainer(cfg)
+
+
+def test_resume_restores_optimizer_state(trained):
+    saved = torch.load(os.path.join(trained, "model_final.pth"), weights_only=False)
+    saved_state = saved["_trainer"]["optimizer"]["state"]
+    assert saved_state, "the checkpoint holds no optimizer state"
+    trainer = _trainer(trained, "SOLVER.MAX_ITER", str(TRAIN_ITERS + 20))
+    fresh = trainer.optimizer.state_dict()["state"]
+    assert not fresh  # nothing before loading
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == TRAIN_ITERS
+    loaded = trainer.optimizer.state_dict()["state"]
+    assert loaded.keys() == saved_state.keys()
+    for key, value in saved_state.items():
+        assert torch.equal(loaded[key]["momentum_buffer"], value["momentum_buffer"])
+
+
+class _FailAt(HookBase):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def before_step(self):
+        if self.trainer.iter == self.iteration:
+            raise RuntimeError("simulated failure")
+
+
+def test_interrupted_training_saves_checkpoint_and_resumes(tmp_path):
+    output_dir = str(tmp_path)
+    trainer = _trainer(output_dir, "SOLVER.MAX_ITER", "10")
+    trainer.register_hooks([_FailAt(4)])
+    trainer.resume_or_load(resume=False)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        trainer.train()
+    with open(os.path.join(output_dir, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_interrupted.pth"
+    saved = torch.load(os.path.join(output_dir, "model_interrupted.pth"), weights_only=False)
+    assert saved["iteration"] == 3
+    resumed = _trainer(output_dir, "SOLVER.MAX_ITER", "10")
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 4
+
+
+def test_unknown_key_on_command_line_fails_clearly():
+    proc = run_train_net("SOLVER.NOT_A_KEY", "1", check=False)
+    assert proc.returncode != 0
+    assert "SOLVER.NOT_A_KEY" in proc.stderr and "command line" in proc.stderr
+
+
+def test_num_classes_must_match_dataset(tmp_path):
+    proc = run_train_net("--eval-only", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5", "OUTPUT_DIR", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert "NUM_CLASSES=5" in proc.stderr and "wss_synthetic_train" in proc.stderr

@@ -1,0 +1,64 @@
+"""wss_d2 config keys (on top of detectron2's defaults and its DeepLab project's) and loading."""
+from detectron2.projects.deeplab import add_deeplab_config
+
+
+def add_wss_config(cfg):
+    """
+    Add every key wss_d2 reads. Includes detectron2's DeepLab keys (RES4_DILATION,
+    RES5_MULTI_GRID, STEM_TYPE, ASPP_*, PROJECT_*, POLY_LR_*, CROP.SINGLE_CATEGORY_MAX_AREA).
+    """
+    add_deeplab_config(cfg)
+
+    # --- input ---
+    # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
+    cfg.INPUT.DATASET_MAPPER_NAME = "SemanticDatasetMapper"
+    # training: resize by a factor uniformly drawn from this range (relative to image size)
+    cfg.INPUT.RANDOM_SCALE = [0.5, 2.0]
+
+    # --- model ---
+    # wss_d2 heads implement plain cross entropy; the DeepLab project's default is hard mining
+    cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
+    # BatchNorm + ReLU after the ASPP image-pooling conv (DeepLabV3 paper; needs batch > 1)
+    cfg.MODEL.SEM_SEG_HEAD.ASPP_POOL_NORM = True
+    # align_corners of every bilinear resize inside the DeepLabV3+ head and of its output
+    cfg.MODEL.SEM_SEG_HEAD.ALIGN_CORNERS = False
+
+    # --- solver ---
+    # "SGD" (momentum, nesterov from SOLVER.*) or "ADAMW"
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    # learning-rate multiplier of backbone parameters (new layers use SOLVER.BASE_LR)
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
+
+
+class ConfigKeyError(KeyError):
+    """An unknown or mistyped config key, with the file (or command line) that set it."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def get_wss_cfg(config_file=None, opts=()):
+    """
+    detectron2's default config + add_wss_config, merged with `config_file` (which may
+    inherit through _BASE_) and then with `opts` (KEY VALUE pairs from the command line).
+    MODEL.DEVICE "cuda" falls back to "cpu" on a machine without a GPU.
+    """
+    import torch
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_wss_config(cfg)
+    for source, merge, arg in (
+        (config_file, cfg.merge_from_file, config_file),
+        ("the command line", cfg.merge_from_list, list(opts)),
+    ):
+        if not arg:
+            continue
+        try:
+            merge(arg)
+        except (KeyError, AssertionError, ValueError) as e:
+            message = e.args[0] if e.args else repr(e)
+            raise ConfigKeyError(f"{source}: {message}") from e
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg

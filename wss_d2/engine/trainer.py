@@ -1,0 +1,138 @@
+"""The wss_d2 Trainer: detectron2's DefaultTrainer with parts picked from the config."""
+import logging
+import os
+import weakref
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.engine.hooks import HookBase
+from detectron2.evaluation import SemSegEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..data import build_dataset_mapper
+from ..solver import build_lr_scheduler, build_optimizer
+
+__all__ = ["Trainer", "CheckpointOnInterrupt"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointOnInterrupt(HookBase):
+    """
+    When training stops before SOLVER.MAX_ITER (a bad input file, an out-of-memory error,
+    Ctrl-C), save `model_interrupted.pth` for the last finished iteration and point
+    `last_checkpoint` at it, so that `--resume` continues instead of losing the work.
+    """
+
+    def __init__(self, checkpointer):
+        self.checkpointer = checkpointer
+
+    def after_train(self):
+        trainer = self.trainer
+        last_finished = trainer.iter - 1  # trainer.iter is the iteration that failed
+        if trainer.iter >= trainer.max_iter or last_finished < trainer.start_iter:
+            return
+        trainer.iter = last_finished  # the checkpoint records the iteration it holds
+        try:
+            self.checkpointer.save("model_interrupted")
+        finally:
+            trainer.iter = last_finished + 1
+        logger.warning(
+            f"Training stopped at iteration {last_finished + 1}; saved model_interrupted.pth in "
+            f"{self.checkpointer.save_dir}. Fix the cause and rerun with --resume to continue."
+        )
+
+
+class Trainer(DefaultTrainer):
+    """
+    DefaultTrainer that
+      * builds the dataset mapper (INPUT.DATASET_MAPPER_NAME), optimizer, LR schedule and
+        evaluator (from the dataset's `evaluator_type`) from the config;
+      * checkpoints the optimizer state, which detectron2 0.6 leaves out (a resumed run
+        would restart SGD momentum from zero);
+      * wraps the model in DistributedDataParallel without device ids on CPU, so that
+        multi-process training works with GLOO (detectron2 always passes a GPU id);
+      * saves a checkpoint when training stops early (CheckpointOnInterrupt).
+    """
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__ with the CPU-capable DDP wrapping.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        ddp_kwargs = {} if torch.cuda.is_available() else {"device_ids": None}
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        return super().build_hooks() + [CheckpointOnInterrupt(self.checkpointer)]
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()  # optimizer (and AMP grad scaler)
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
+    @classmethod
+    def build_model(cls, cfg):
+        check_num_classes(cfg)
+        return super().build_model(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False)
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
+        if evaluator_type == "sem_seg":
+            return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        raise ValueError(
+            f"No wss_d2 evaluator for dataset {dataset_name!r} with evaluator_type={evaluator_type!r}"
+        )
+
+
+def check_num_classes(cfg):
+    """Fail before training if the model's class count differs from a dataset's class list."""
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        classes = MetadataCatalog.get(name).get("stuff_classes")
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES={num_classes} but dataset {name!r} has "
+                f"{len(classes)} classes (stuff_classes)"
+            )

@@ -1,0 +1,1 @@
+from .resnet import DilatedBasicBlock, DilatedResNet, build_resnet_dilated_backbone

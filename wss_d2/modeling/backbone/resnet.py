@@ -1,0 +1,147 @@
+"""
+Dilated ResNet-18/34/50/101/152 backbone at output stride 8, 16 or 32.
+
+detectron2's `build_resnet_backbone` cannot dilate res4 and refuses dilation for the basic
+blocks of ResNet-18/34; its DeepLab project's builder dilates but knows only bottleneck
+depths. This builder covers all depths with the DeepLab project's config keys
+(RES4_DILATION, RES5_DILATION, RES5_MULTI_GRID, STEM_TYPE) and reuses detectron2's stems,
+bottleneck block and ResNet class, so detectron2 / torchvision checkpoints load unchanged.
+"""
+import fvcore.nn.weight_init as weight_init
+import torch.nn.functional as F
+
+from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
+from detectron2.projects.deeplab.resnet import DeepLabStem
+
+__all__ = ["DilatedBasicBlock", "DilatedResNet", "build_resnet_dilated_backbone"]
+
+_BLOCKS_PER_STAGE = {
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+    50: [3, 4, 6, 3],
+    101: [3, 4, 23, 3],
+    152: [3, 8, 36, 3],
+}
+
+
+class DilatedBasicBlock(CNNBlockBase):
+    """
+    detectron2's BasicBlock (two 3x3 convs) with a dilation; same parameter names
+    (conv1, conv2, shortcut), so ResNet-18/34 weights converted for detectron2 load.
+    """
+
+    def __init__(self, in_channels, out_channels, *, stride=1, dilation=1, norm="BN"):
+        super().__init__(in_channels, out_channels, stride)
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = Conv2d(
+                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                norm=get_norm(norm, out_channels),
+            )
+        else:
+            self.shortcut = None
+        self.conv1 = Conv2d(
+            in_channels, out_channels, kernel_size=3, stride=stride, padding=dilation,
+            dilation=dilation, bias=False, norm=get_norm(norm, out_channels),
+        )
+        self.conv2 = Conv2d(
+            out_channels, out_channels, kernel_size=3, stride=1, padding=dilation,
+            dilation=dilation, bias=False, norm=get_norm(norm, out_channels),
+        )
+        for layer in (self.conv1, self.conv2, self.shortcut):
+            if layer is not None:
+                weight_init.c2_msra_fill(layer)
+
+    def forward(self, x):
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out)
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out + shortcut)
+
+
+class DilatedResNet(ResNet):
+    """A detectron2 ResNet that asks for inputs padded to its output stride, so that every
+    feature map is exactly 1/stride of the padded image."""
+
+    @property
+    def size_divisibility(self):
+        return max(self._out_feature_strides[f] for f in self._out_features)
+
+
+def _stage_dilations(res4_dilation, res5_dilation):
+    if res4_dilation not in (1, 2) or res5_dilation not in (1, 2, 4):
+        raise ValueError(
+            f"MODEL.RESNETS.RES4_DILATION must be 1 or 2 and RES5_DILATION 1, 2 or 4; got "
+            f"{res4_dilation} and {res5_dilation}"
+        )
+    if res4_dilation == 2 and res5_dilation != 4:
+        raise ValueError("MODEL.RESNETS.RES4_DILATION=2 (output stride 8) needs RES5_DILATION=4")
+    return {2: 1, 3: 1, 4: res4_dilation, 5: res5_dilation}
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
+    """
+    ResNet of cfg.MODEL.RESNETS.DEPTH. Output stride: 32; 16 with RES5_DILATION=2; 8 with
+    RES4_DILATION=2 and RES5_DILATION=4. res5 block i gets dilation RES5_DILATION *
+    RES5_MULTI_GRID[i] (one entry per res5 block). A dilated stage does not downsample.
+    """
+    r = cfg.MODEL.RESNETS
+    depth = r.DEPTH
+    if depth not in _BLOCKS_PER_STAGE:
+        raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)}, got {depth}")
+    norm = r.NORM
+    if r.STEM_TYPE == "basic":
+        stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
+    elif r.STEM_TYPE == "deeplab":
+        stem = DeepLabStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
+    else:
+        raise ValueError(f"MODEL.RESNETS.STEM_TYPE must be 'basic' or 'deeplab', got {r.STEM_TYPE!r}")
+
+    basic = depth in (18, 34)
+    if basic and r.RES2_OUT_CHANNELS != 64:
+        raise ValueError(f"ResNet-{depth} needs MODEL.RESNETS.RES2_OUT_CHANNELS=64")
+    blocks_per_stage = _BLOCKS_PER_STAGE[depth]
+    if len(r.RES5_MULTI_GRID) != blocks_per_stage[3]:
+        raise ValueError(
+            f"MODEL.RESNETS.RES5_MULTI_GRID={list(r.RES5_MULTI_GRID)} needs one entry per res5 "
+            f"block: ResNet-{depth} has {blocks_per_stage[3]}"
+        )
+    dilations = _stage_dilations(r.RES4_DILATION, r.RES5_DILATION)
+
+    max_stage = max({"res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in r.OUT_FEATURES)
+    in_channels = r.STEM_OUT_CHANNELS
+    out_channels = r.RES2_OUT_CHANNELS
+    bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
+    stages = []
+    for stage in range(2, max_stage + 1):
+        num_blocks = blocks_per_stage[stage - 2]
+        dilation = dilations[stage]
+        first_stride = 1 if stage == 2 or dilation > 1 else 2
+        if stage == 5:
+            block_dilations = [dilation * g for g in r.RES5_MULTI_GRID]
+        else:
+            block_dilations = [dilation] * num_blocks
+        kwargs = {
+            "num_blocks": num_blocks,
+            "stride_per_block": [first_stride] + [1] * (num_blocks - 1),
+            "dilation_per_block": block_dilations,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "norm": norm,
+        }
+        if basic:
+            kwargs["block_class"] = DilatedBasicBlock
+        else:
+            kwargs.update(
+                block_class=BottleneckBlock,
+                bottleneck_channels=bottleneck_channels,
+                stride_in_1x1=r.STRIDE_IN_1X1,
+                num_groups=r.NUM_GROUPS,
+            )
+        stages.append(ResNet.make_stage(**kwargs))
+        in_channels = out_channels
+        out_channels *= 2
+        bottleneck_channels *= 2
+    return DilatedResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -1,0 +1,1 @@
+from .deeplab_v3plus import ASPP, WSSDeepLabV3PlusHead
