@@ -55,12 +55,12 @@ def main(args):
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = Trainer.test(cfg, model)
+        if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS:
+            verify_results(cfg, results)
     else:
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=args.resume)
-        results = trainer.train()
-    if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS:
-        verify_results(cfg, results)
+        results = trainer.train()  # verifies TEST.EXPECTED_RESULTS itself
     report(cfg, results)
     return results
 

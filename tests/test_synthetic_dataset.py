@@ -29,7 +29,7 @@ def test_files_are_voc_format(synthetic_dir):
         assert label.format == "PNG" and label.mode == "P"
         assert label.getpalette()[: len(palette)] == palette
         assert image.size == label.size
-        assert 112 <= image.size[0] <= 176 and 112 <= image.size[1] <= 176
+        assert 96 <= image.size[0] <= 144 and 96 <= image.size[1] <= 144
 
 
 def test_label_values(synthetic_dir):

@@ -21,7 +21,8 @@ from .conftest import MAIN_CONFIG, REPO
 pytestmark = pytest.mark.slow
 
 TRAIN_ITERS = 300
-FAST = ["DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", "100000", "TEST.EVAL_PERIOD", "0"]
+RESUME_FROM = 200  # a periodic checkpoint is saved after iteration RESUME_FROM - 1
+FAST = ["DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", str(RESUME_FROM), "TEST.EVAL_PERIOD", "0"]
 
 
 def run_train_net(*args, num_gpus=1, check=True):
@@ -86,18 +87,28 @@ def test_two_process_gloo_eval_matches_one_process(trained, tmp_path):
         assert two[key] == pytest.approx(one[key], abs=1e-9), key
 
 
-def test_resume_continues_from_last_checkpoint(trained, tmp_path):
-    output_dir = str(tmp_path / "resumed")
+def _interrupted_copy(trained, output_dir):
+    """The trained run's folder as if it had stopped right after the periodic checkpoint."""
     shutil.copytree(trained, output_dir)
-    proc = run_train_net(
-        "--resume", *FAST, "SOLVER.MAX_ITER", str(TRAIN_ITERS + 20), "OUTPUT_DIR", output_dir
-    )
-    assert f"Starting training from iteration {TRAIN_ITERS}" in proc.stdout + proc.stderr
+    os.remove(os.path.join(output_dir, "model_final.pth"))
+    with open(os.path.join(output_dir, "last_checkpoint"), "w") as f:
+        f.write(f"model_{RESUME_FROM - 1:07d}.pth")
+    return output_dir
+
+
+def test_resume_continues_from_last_checkpoint(trained, tmp_path):
+    output_dir = _interrupted_copy(trained, str(tmp_path / "resumed"))
+    proc = run_train_net("--resume", *FAST, "SOLVER.MAX_ITER", str(TRAIN_ITERS), "OUTPUT_DIR", output_dir)
+    assert f"Starting training from iteration {RESUME_FROM}" in proc.stdout + proc.stderr
     with open(os.path.join(output_dir, "metrics.json")) as f:
-        iterations = [json.loads(line)["iteration"] for line in f if line.strip()]
-    assert iterations[-1] == TRAIN_ITERS + 19
+        entries = [json.loads(line) for line in f if line.strip()]
+    iterations = [e["iteration"] for e in entries if "total_loss" in e]  # training steps only
+    first_end = iterations.index(TRAIN_ITERS - 1)  # the first run's last entry
+    resumed = iterations[first_end + 1 :]
+    assert resumed and RESUME_FROM <= min(resumed) and resumed[-1] == TRAIN_ITERS - 1
     checkpoint = torch.load(os.path.join(output_dir, "model_final.pth"), weights_only=False)
-    assert checkpoint["iteration"] == TRAIN_ITERS + 19
+    assert checkpoint["trainer"]["iteration"] == TRAIN_ITERS - 1
+    assert os.path.exists(os.path.join(output_dir, "results.json"))
 
 
 def _trainer(output_dir, *opts):
@@ -105,15 +116,16 @@ def _trainer(output_dir, *opts):
     return Trainer(cfg)
 
 
-def test_resume_restores_optimizer_state(trained):
-    saved = torch.load(os.path.join(trained, "model_final.pth"), weights_only=False)
-    saved_state = saved["_trainer"]["optimizer"]["state"]
+def test_resume_restores_optimizer_state(trained, tmp_path):
+    output_dir = _interrupted_copy(trained, str(tmp_path / "resumed"))
+    saved = torch.load(os.path.join(output_dir, f"model_{RESUME_FROM - 1:07d}.pth"), weights_only=False)
+    saved_state = saved["trainer"]["_trainer"]["optimizer"]["state"]
     assert saved_state, "the checkpoint holds no optimizer state"
-    trainer = _trainer(trained, "SOLVER.MAX_ITER", str(TRAIN_ITERS + 20))
+    trainer = _trainer(output_dir, "SOLVER.MAX_ITER", str(TRAIN_ITERS))
     fresh = trainer.optimizer.state_dict()["state"]
     assert not fresh  # nothing before loading
     trainer.resume_or_load(resume=True)
-    assert trainer.start_iter == TRAIN_ITERS
+    assert trainer.start_iter == RESUME_FROM
     loaded = trainer.optimizer.state_dict()["state"]
     assert loaded.keys() == saved_state.keys()
     for key, value in saved_state.items():
@@ -139,7 +151,7 @@ def test_interrupted_training_saves_checkpoint_and_resumes(tmp_path):
     with open(os.path.join(output_dir, "last_checkpoint")) as f:
         assert f.read().strip() == "model_interrupted.pth"
     saved = torch.load(os.path.join(output_dir, "model_interrupted.pth"), weights_only=False)
-    assert saved["iteration"] == 3
+    assert saved["iteration"] == 3 and saved["trainer"]["iteration"] == 3
     resumed = _trainer(output_dir, "SOLVER.MAX_ITER", "10")
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 4

@@ -52,7 +52,7 @@ _C_IMPORT_TOLERANT = (
     "    _C = None\n"
 )
 
-# (file, old, new, why). Each `old` must occur in the pristine sdist; applying twice is a no-op.
+# (file, old, new, why). Each `old` occurs once in the pristine sdist; applying twice is a no-op.
 PATCHES = [
     ("setup.py", "ext_modules=get_extensions(),", "ext_modules=[],",
      "the C++/CUDA sources are not in the sdist; build pure Python"),
@@ -121,7 +121,7 @@ def patch_source(src_dir):
         path = os.path.join(src_dir, rel_path)
         with open(path) as f:
             text = f.read()
-        if new in text and old not in text:
+        if new in text:  # already patched (`new` may contain `old`, so test for it first)
             continue
         if text.count(old) != 1:
             raise RuntimeError(f"{rel_path}: expected one occurrence of {old!r} to patch ({why})")
@@ -143,7 +143,9 @@ def install(work_dir):
     if actual != SDIST_SHA256:
         raise RuntimeError(f"{sdist}: sha256 {actual} does not match the pinned {SDIST_SHA256}")
     with tarfile.open(sdist) as tar:
-        tar.extractall(work_dir, filter="data")
+        # the "data" filter refuses links and absolute paths; older Pythons lack it
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(work_dir, **safe)
     src_dir = os.path.join(work_dir, SDIST_NAME[: -len(".tar.gz")])
     patch_source(src_dir)
     pip("install", *RUNTIME_REQUIREMENTS)

@@ -38,7 +38,7 @@ class CheckpointOnInterrupt(HookBase):
             return
         trainer.iter = last_finished  # the checkpoint records the iteration it holds
         try:
-            self.checkpointer.save("model_interrupted")
+            self.checkpointer.save("model_interrupted", iteration=last_finished)
         finally:
             trainer.iter = last_finished + 1
         logger.warning(
@@ -78,6 +78,12 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def train(self):
+        """Train; return the last evaluation's results (detectron2 0.6 returns them only
+        when TEST.EXPECTED_RESULTS is set, after checking them)."""
+        super().train()
+        return getattr(self, "_last_eval_results", None)
 
     def build_hooks(self):
         return super().build_hooks() + [CheckpointOnInterrupt(self.checkpointer)]

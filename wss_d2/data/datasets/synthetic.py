@@ -1,10 +1,11 @@
 """
 The bundled synthetic dataset: PASCAL-VOC on-disk format, generated on first use, no download.
 
-Five object classes whose identity needs both shape and texture: colours are random per
-object, two classes share the stripe texture (disc vs square), two share the square shape
-(stripes vs dots), two share the dot texture (square vs cross). Objects (1-3 per image, of
-varied size, rotated, overlapping, with class co-occurrence) lie on cluttered, textured
+Five object classes whose identity needs both shape and texture: each object is a two-tone
+texture in a light and a dark shade of a random hue (colour never tells the class); two
+classes share the stripe texture (disc vs square), two share the square shape (stripes vs
+dots), two share the dot texture (square vs cross). Objects (1-3 per image, of varied
+size, rotated, overlapping, with class co-occurrence) lie on cluttered, textured
 backgrounds with distractor shapes and lines. Labels follow VOC: palette PNG, 0 background,
 1..5 classes, 255 on a 2-pixel band along every label boundary.
 
@@ -50,8 +51,8 @@ _CLASS_RECIPES = {
 }
 # class that tends to appear with each class, like person+bicycle in VOC
 _PARTNER = {1: 2, 2: 1, 3: 5, 4: 3, 5: 4}
-SPLIT_SIZES = {"train": 400, "val": 100}
-GENERATOR_VERSION = 1
+SPLIT_SIZES = {"train": 1000, "val": 100}
+GENERATOR_VERSION = 3
 DEFAULT_SEED = 0
 DIRNAME = "wss_synthetic"
 MARKER = "wss_synthetic.json"
@@ -113,12 +114,14 @@ def _random_colour(rng):
     return rng.uniform(0, 255, size=3).astype(np.float32)
 
 
-def _contrasting_colour(colour, rng):
-    """A second colour far enough from `colour` for the texture to be visible."""
-    while True:
-        other = _random_colour(rng)
-        if np.abs(other - colour).sum() > 150:
-            return other
+def _shade_pair(rng):
+    """Two tones of one random hue, far apart in brightness, so a texture is visible
+    whatever the hue: colour alone never tells the class."""
+    hue = rng.uniform(0.25, 1.0, size=3).astype(np.float32)
+    hue /= hue.max()
+    bright, dark = rng.uniform(170, 255), rng.uniform(20, 90)
+    pair = [hue * bright, hue * dark]
+    return pair if rng.random() < 0.5 else pair[::-1]
 
 
 def _background(h, w, rng):
@@ -160,17 +163,16 @@ def _pick_classes(rng):
 
 def render_synthetic_image(rng):
     """One (RGB uint8 image, uint8 label) pair drawn from `rng`."""
-    h, w = (int(x) for x in rng.integers(112, 177, size=2))
+    h, w = (int(x) for x in rng.integers(96, 145, size=2))
     image = _background(h, w, rng)
     label = np.zeros((h, w), np.uint8)
     for cls in _pick_classes(rng):
         shape, texture = _CLASS_RECIPES[cls]
-        size = rng.uniform(0.16, 0.36) * min(h, w)
+        size = rng.uniform(0.2, 0.4) * min(h, w)
         cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
         mask = _shape_mask(shape, h, w, cx, cy, size, rng.uniform(0, 2 * np.pi), rng) > 0
         u, v = _rotated_grid(h, w, cx, cy, rng.uniform(0, np.pi))
-        first = _random_colour(rng)
-        second = _contrasting_colour(first, rng)
+        first, second = _shade_pair(rng)
         pattern = _texture(texture, u, v, rng)[..., None]
         # a linear shading gradient across the object
         shade = 1.0 + 0.2 * (u / max(size, 1.0)).clip(-1, 1)[..., None]
