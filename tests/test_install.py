@@ -33,11 +33,16 @@ def test_numpy_alias_fix(before, after):
     assert install_detectron2.NUMPY_ALIAS.sub(r"\1", before) == after
 
 
+# Text that the real files hold besides what is patched: transform.py already uses BILINEAR
+# elsewhere, so "is the new text present?" alone cannot tell that a file is patched.
+_UNRELATED = "import numpy as np\nresize = dict(interp=Image.BILINEAR)\n"
+
+
 def _fake_sdist(root):
-    """Files holding exactly the text that each patch replaces."""
+    """Files holding the text that each patch replaces, amid unrelated code."""
     contents = {}
     for rel_path, old, _, _ in install_detectron2.PATCHES:
-        contents[rel_path] = contents.get(rel_path, "# header\n") + old + "\n"
+        contents[rel_path] = contents.get(rel_path, _UNRELATED) + old + "\n"
     for rel_path in install_detectron2.NUMPY_ALIAS_FILES:
         contents[rel_path] = contents.get(rel_path, "") + "a = np.zeros(2, dtype=np.int)\n"
     for rel_path, text in contents.items():
@@ -57,7 +62,9 @@ def test_patches_apply_once_and_are_idempotent(tmp_path):
     install_detectron2.patch_source(str(tmp_path))
     patched = _snapshot(str(tmp_path), contents)
     for rel_path, old, new, _ in install_detectron2.PATCHES:
-        assert new in patched[rel_path], rel_path
+        assert new in patched[rel_path] and old not in patched[rel_path], rel_path
+    assert "interp=Image.LINEAR" not in patched["detectron2/data/transforms/transform.py"]
+    assert "try:\n    from detectron2 import _C" in patched["detectron2/layers/deform_conv.py"]
     assert 'backend="NCCL" if has_gpu else "GLOO"' in patched["detectron2/engine/launch.py"]
     assert "np.int)" not in patched["detectron2/data/build.py"]
     install_detectron2.patch_source(str(tmp_path))

@@ -44,15 +44,16 @@ RUNTIME_REQUIREMENTS = [
     "hydra-core>=1.1",
 ]
 
-_C_IMPORT = "from detectron2 import _C\n"
+_C_IMPORT = "\nfrom detectron2 import _C\n"  # at column 0, so not found again once indented
 _C_IMPORT_TOLERANT = (
-    "try:\n"
+    "\ntry:\n"
     "    from detectron2 import _C\n"
     "except ImportError:  # built without extensions: only rotated/deformable ops need _C\n"
     "    _C = None\n"
 )
 
-# (file, old, new, why). Each `old` occurs once in the pristine sdist; applying twice is a no-op.
+# (file, old, new, why). Each `old` occurs once in the pristine sdist and not in `new`, so a
+# file holding `new` and no `old` is already patched: applying twice is a no-op.
 PATCHES = [
     ("setup.py", "ext_modules=get_extensions(),", "ext_modules=[],",
      "the C++/CUDA sources are not in the sdist; build pure Python"),
@@ -60,7 +61,7 @@ PATCHES = [
     ("detectron2/layers/roi_align_rotated.py", _C_IMPORT, _C_IMPORT_TOLERANT, "optional _C"),
     ("detectron2/layers/deform_conv.py", _C_IMPORT, _C_IMPORT_TOLERANT, "optional _C"),
     ("detectron2/evaluation/fast_eval_api.py", _C_IMPORT, _C_IMPORT_TOLERANT, "optional _C"),
-    ("detectron2/data/transforms/transform.py", "Image.LINEAR", "Image.BILINEAR",
+    ("detectron2/data/transforms/transform.py", "interp=Image.LINEAR", "interp=Image.BILINEAR",
      "Pillow 10 removed the LINEAR alias"),
     # Upstream launch(): GLOO when there is no GPU, so multi-process CPU runs work.
     ("detectron2/engine/launch.py",
@@ -104,6 +105,13 @@ def installed_version():
     return tuple(int(n) for n in numbers) if numbers else None
 
 
+def broken_modules():
+    """The error of importing the detectron2 modules wss_d2 uses, or None if they import."""
+    code = "import detectron2.data, detectron2.engine, detectron2.evaluation, detectron2.projects.deeplab"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1]
+
+
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -121,9 +129,10 @@ def patch_source(src_dir):
         path = os.path.join(src_dir, rel_path)
         with open(path) as f:
             text = f.read()
-        if new in text:  # already patched (`new` may contain `old`, so test for it first)
+        count = text.count(old)
+        if count == 0 and new in text:
             continue
-        if text.count(old) != 1:
+        if count != 1:
             raise RuntimeError(f"{rel_path}: expected one occurrence of {old!r} to patch ({why})")
         with open(path, "w") as f:
             f.write(text.replace(old, new))
@@ -159,6 +168,12 @@ def main():
 
     version = installed_version()
     if version is not None and version >= MIN_VERSION and not args.force:
+        error = broken_modules()
+        if error:
+            raise SystemExit(
+                f"detectron2 {'.'.join(map(str, version))} imports, but its modules do not: {error}\n"
+                "Repair that installation, or rerun with --force to replace it."
+            )
         log(f"detectron2 {'.'.join(map(str, version))} is importable; nothing to do")
         return
     if version is not None and version < MIN_VERSION:
@@ -166,8 +181,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wss_d2_detectron2_") as work_dir:
         install(work_dir)
     version = installed_version()
-    if version is None:
-        raise SystemExit("detectron2 was installed but does not import; see the log above")
+    if version is None or broken_modules():
+        raise SystemExit(f"detectron2 was installed but does not import: {broken_modules()}")
     log(f"installed detectron2 {'.'.join(map(str, version))}")
 
 
