@@ -95,21 +95,27 @@ def log(msg):
     print(f"[install_detectron2] {msg}", flush=True)
 
 
-def installed_version():
-    """Version tuple of an importable detectron2, or None (checked in a fresh interpreter)."""
-    code = "import detectron2, sys; sys.stdout.write(detectron2.__version__)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None
+# Exit status 3: no detectron2; 0: it and the modules wss_d2 uses import; else: broken.
+_PROBE = """
+import sys
+try:
+    import detectron2
+except ImportError:
+    sys.exit(3)
+print(detectron2.__version__, flush=True)
+import detectron2.data, detectron2.engine, detectron2.evaluation, detectron2.projects.deeplab
+"""
+
+
+def probe():
+    """(version tuple or None, import error of its modules or None), in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
+    if proc.returncode == 3:
+        return None, None
     numbers = re.findall(r"\d+", proc.stdout)[:2]
-    return tuple(int(n) for n in numbers) if numbers else None
-
-
-def broken_modules():
-    """The error of importing the detectron2 modules wss_d2 uses, or None if they import."""
-    code = "import detectron2.data, detectron2.engine, detectron2.evaluation, detectron2.projects.deeplab"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1]
+    version = tuple(int(n) for n in numbers) if numbers else (0,)
+    error = None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return version, error
 
 
 def sha256_of(path):
@@ -166,9 +172,8 @@ def main():
     parser.add_argument("--force", action="store_true", help="reinstall even if importable")
     args = parser.parse_args()
 
-    version = installed_version()
+    version, error = probe()
     if version is not None and version >= MIN_VERSION and not args.force:
-        error = broken_modules()
         if error:
             raise SystemExit(
                 f"detectron2 {'.'.join(map(str, version))} imports, but its modules do not: {error}\n"
@@ -180,9 +185,9 @@ def main():
         log(f"detectron2 {version} is older than 0.6; replacing it")
     with tempfile.TemporaryDirectory(prefix="wss_d2_detectron2_") as work_dir:
         install(work_dir)
-    version = installed_version()
-    if version is None or broken_modules():
-        raise SystemExit(f"detectron2 was installed but does not import: {broken_modules()}")
+    version, error = probe()
+    if version is None or error:
+        raise SystemExit(f"detectron2 was installed but does not import: {error}")
     log(f"installed detectron2 {'.'.join(map(str, version))}")
 
 
