@@ -80,7 +80,9 @@ def test_eval_only_reproduces_mIoU(trained, tmp_path):
 
 def test_two_process_gloo_eval_matches_one_process(trained, tmp_path):
     weights = os.path.join(trained, "model_final.pth")
-    run_train_net("--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path), num_gpus=2)
+    run_train_net(
+        "--eval-only", "--dist-url", "auto", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path), num_gpus=2
+    )
     two = read_results(str(tmp_path))
     one = read_results(trained)
     for key in ("mIoU", "fwIoU", "pACC", "mACC"):
@@ -94,6 +96,21 @@ def _interrupted_copy(trained, output_dir):
     with open(os.path.join(output_dir, "last_checkpoint"), "w") as f:
         f.write(f"model_{RESUME_FROM - 1:07d}.pth")
     return output_dir
+
+
+def test_two_process_gloo_training(tmp_path):
+    """--num-gpus 2 without a GPU: two CPU processes, DistributedDataParallel over GLOO."""
+    proc = run_train_net(
+        "--dist-url", "auto", "SOLVER.MAX_ITER", "10", "SOLVER.IMS_PER_BATCH", "4",
+        "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(tmp_path),
+        num_gpus=2,
+    )
+    assert "World size: 2" in proc.stdout + proc.stderr
+    with open(os.path.join(tmp_path, "log.txt.rank1")) as f:
+        assert "Rank of current process: 1. World size: 2" in f.read()
+    checkpoint = torch.load(os.path.join(tmp_path, "model_final.pth"), weights_only=False)
+    assert checkpoint["trainer"]["iteration"] == 9
+    assert os.path.exists(os.path.join(tmp_path, "results.json"))
 
 
 def test_resume_continues_from_last_checkpoint(trained, tmp_path):

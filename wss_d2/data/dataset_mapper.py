@@ -22,7 +22,7 @@ __all__ = ["SemanticDatasetMapper"]
 class SemanticDatasetMapper:
     """
     Map a dataset dict (file_name, optional sem_seg_file_name) to the model input:
-      image:  (C, H, W) float tensor in `image_format` channel order;
+      image:  (C, H, W) uint8 tensor in `image_format` channel order;
       sem_seg: (H, W) long tensor of label values (ignore_label where unlabelled);
       height, width: the original image size (predictions are returned at this size).
     Labels are checked against the image size and the class range, naming the file.
