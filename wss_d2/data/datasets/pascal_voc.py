@@ -1,13 +1,36 @@
 """
-PASCAL VOC on-disk layout (shared/specs/datasets.md §2): JPEGImages/<id>.jpg, label PNGs in
-SegmentationClass/ (palette) or SegmentationClassAug/ (grayscale), split lists in
-ImageSets/Segmentation/<split>.txt. Also the layout of the bundled synthetic dataset.
+PASCAL VOC 2012 (+ SBD "aug" labels) for semantic segmentation, and its on-disk layout
+(shared/specs/datasets.md §2): JPEGImages/<id>.jpg, label PNGs in SegmentationClass/
+(palette) or SegmentationClassAug/ (grayscale), split lists in ImageSets/Segmentation/.
+The bundled synthetic dataset uses the same layout.
+
+Registered names (detectron2's own `voc_2012_*` names are detection sets and stay theirs):
+    voc_2012_{train,val,trainval}_sem_seg   SegmentationClass, official VOC splits
+    voc_2012_train_aug_sem_seg              SegmentationClassAug, ImageSets/Segmentation/train_aug.txt
+Root: <datasets root>/VOC2012, else <datasets root>/VOCdevkit/VOC2012.
 """
 import os
 
 import numpy as np
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .paths import get_datasets_root
+
 MAX_LISTED_MISSING = 5
+IGNORE_LABEL = 255
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+# name: (split list, label folder)
+_VOC_SEM_SEG_SPLITS = {
+    "voc_2012_train_sem_seg": ("train", "SegmentationClass"),
+    "voc_2012_val_sem_seg": ("val", "SegmentationClass"),
+    "voc_2012_trainval_sem_seg": ("trainval", "SegmentationClass"),
+    "voc_2012_train_aug_sem_seg": ("train_aug", "SegmentationClassAug"),
+}
 
 
 def voc_palette():
@@ -87,3 +110,36 @@ def load_voc_sem_seg(
         {"file_name": image, "sem_seg_file_name": label, "image_id": image_id}
         for image_id, image, label in zip(ids, images, labels)
     ]
+
+
+def find_voc_root(datasets_root=None):
+    """<root>/VOC2012 (detectron2's place), else <root>/VOCdevkit/VOC2012 (the WSSS repos')."""
+    datasets_root = datasets_root or get_datasets_root()
+    candidates = [os.path.join(datasets_root, "VOC2012"), os.path.join(datasets_root, "VOCdevkit", "VOC2012")]
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"PASCAL VOC 2012 not found: neither {candidates[0]} nor {candidates[1]} exists. Put it "
+        "there, or point $WSS_DATASETS (or $DETECTRON2_DATASETS) at the folder that holds it; "
+        "see datasets/README.md."
+    )
+
+
+def register_pascal_voc():
+    for name, (split, label_dir) in _VOC_SEM_SEG_SPLITS.items():
+        DatasetCatalog.register(
+            name,
+            lambda split=split, label_dir=label_dir: load_voc_sem_seg(
+                find_voc_root(), split, label_dir=label_dir
+            ),
+        )
+        MetadataCatalog.get(name).set(
+            stuff_classes=list(VOC_CLASSES),
+            stuff_colors=voc_colors(len(VOC_CLASSES)),
+            ignore_label=IGNORE_LABEL,
+            evaluator_type="sem_seg",
+        )
+
+
+register_pascal_voc()
