@@ -13,9 +13,8 @@ import os
 
 import numpy as np
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from .paths import get_datasets_root
+from .registration import register_sem_seg_dataset
 
 MAX_LISTED_MISSING = 5
 IGNORE_LABEL = 255
@@ -128,17 +127,12 @@ def find_voc_root(datasets_root=None):
 
 def register_pascal_voc():
     for name, (split, label_dir) in _VOC_SEM_SEG_SPLITS.items():
-        DatasetCatalog.register(
+        register_sem_seg_dataset(
             name,
-            lambda split=split, label_dir=label_dir: load_voc_sem_seg(
-                find_voc_root(), split, label_dir=label_dir
-            ),
-        )
-        MetadataCatalog.get(name).set(
-            stuff_classes=list(VOC_CLASSES),
-            stuff_colors=voc_colors(len(VOC_CLASSES)),
-            ignore_label=IGNORE_LABEL,
-            evaluator_type="sem_seg",
+            lambda split=split, label_dir=label_dir: load_voc_sem_seg(find_voc_root(), split, label_dir=label_dir),
+            VOC_CLASSES,
+            voc_colors(len(VOC_CLASSES)),
+            IGNORE_LABEL,
         )
 
 

@@ -26,10 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from .paths import get_datasets_root
 from .pascal_voc import load_voc_sem_seg, voc_colors, voc_palette
+from .registration import register_sem_seg_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -268,13 +267,12 @@ def load_synthetic_sem_seg(split):
 
 def register_synthetic():
     for split in SPLIT_SIZES:
-        name = f"wss_synthetic_{split}"
-        DatasetCatalog.register(name, lambda split=split: load_synthetic_sem_seg(split))
-        MetadataCatalog.get(name).set(
-            stuff_classes=list(SYNTHETIC_CLASSES),
-            stuff_colors=voc_colors(len(SYNTHETIC_CLASSES)),
-            ignore_label=IGNORE_LABEL,
-            evaluator_type="sem_seg",
+        register_sem_seg_dataset(
+            f"wss_synthetic_{split}",
+            lambda split=split: load_synthetic_sem_seg(split),
+            SYNTHETIC_CLASSES,
+            voc_colors(len(SYNTHETIC_CLASSES)),
+            IGNORE_LABEL,
         )
 
 
