@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .paths import get_datasets_root
-from .pascal_voc import load_voc_sem_seg, voc_colors, voc_palette
+from .pascal_voc import IGNORE_LABEL, load_voc_sem_seg, voc_colors, voc_palette
 from .registration import register_sem_seg_dataset
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ GENERATOR_VERSION = 3
 DEFAULT_SEED = 0
 DIRNAME = "wss_synthetic"
 MARKER = "wss_synthetic.json"
-IGNORE_LABEL = 255
 
 
 def _rotated_grid(h, w, cx, cy, angle):
