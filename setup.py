@@ -24,6 +24,9 @@ setup(
         "tensorboard",
         "psutil",
         "pydensecrf2",  # provides the `pydensecrf` module (dense CRF)
+        "h5py",  # COCO-Stuff-10K annotations are MATLAB v7.3 (HDF5) files
+        "scikit-image",  # skeletons for simulated scribbles
+        "cityscapesscripts",  # Cityscapes labelTrainIds generation
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -15,7 +15,7 @@ from .conftest import CONFIGS, MAIN_CONFIG
 def test_new_keys_have_defaults():
     cfg = get_cfg()
     add_wss_config(cfg)
-    assert cfg.INPUT.DATASET_MAPPER_NAME == "SemanticDatasetMapper"
+    assert cfg.INPUT.DATASET_MAPPER_NAME == "WeakLabelDatasetMapper"
     assert list(cfg.INPUT.RANDOM_SCALE) == [0.5, 2.0]
     assert cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE == "cross_entropy"
     assert cfg.MODEL.SEM_SEG_HEAD.ASPP_POOL_NORM is True

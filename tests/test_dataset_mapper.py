@@ -7,7 +7,7 @@ from PIL import Image
 from detectron2.data import detection_utils
 
 from wss_d2 import get_wss_cfg
-from wss_d2.data import SemanticDatasetMapper, build_dataset_mapper, read_label_map
+from wss_d2.data import WeakLabelDatasetMapper, build_dataset_mapper, read_label_map
 from wss_d2.data.datasets import voc_palette
 
 from .conftest import MAIN_CONFIG
@@ -67,7 +67,7 @@ def _color_coded_pair(tmp_path, h=40, w=56, mode="P", name="x"):
 @pytest.mark.parametrize("mode", ["P", "L"])
 def test_training_mapper_moves_image_and_label_together(tmp_path, mode):
     record, colours = _color_coded_pair(tmp_path, mode=mode)
-    mapper = SemanticDatasetMapper(_cfg(**{"INPUT.CROP.SIZE": "(32, 32)", "INPUT.FORMAT": "RGB"}), True)
+    mapper = WeakLabelDatasetMapper(_cfg(**{"INPUT.CROP.SIZE": "(32, 32)", "INPUT.FORMAT": "RGB"}), True)
     np.random.seed(0)
     for _ in range(10):
         out = mapper(record)
@@ -99,7 +99,7 @@ def test_missing_image(tmp_path):
     record, _ = _color_coded_pair(tmp_path)
     os.remove(record["file_name"])
     with pytest.raises(FileNotFoundError, match="x.png"):
-        SemanticDatasetMapper(_cfg(), False)(record)
+        WeakLabelDatasetMapper(_cfg(), False)(record)
 
 
 def test_corrupt_image(tmp_path):
@@ -107,7 +107,7 @@ def test_corrupt_image(tmp_path):
     with open(record["file_name"], "wb") as f:
         f.write(b"not an image")
     with pytest.raises(ValueError, match="Cannot decode image .*x.png"):
-        SemanticDatasetMapper(_cfg(), False)(record)
+        WeakLabelDatasetMapper(_cfg(), False)(record)
 
 
 def test_truncated_jpeg(tmp_path):
@@ -118,31 +118,31 @@ def test_truncated_jpeg(tmp_path):
         f.write(data[: len(data) // 2])
     label = _save_label(str(tmp_path / "t.png"), np.zeros((64, 64), np.uint8), "L")
     with pytest.raises(ValueError, match="t.jpg"):
-        SemanticDatasetMapper(_cfg(), False)({"file_name": path, "sem_seg_file_name": label})
+        WeakLabelDatasetMapper(_cfg(), False)({"file_name": path, "sem_seg_file_name": label})
 
 
 def test_label_size_mismatch(tmp_path):
     record, _ = _color_coded_pair(tmp_path)
     _save_label(record["sem_seg_file_name"], np.zeros((40, 50), np.uint8), "L")
     with pytest.raises(ValueError, match=r"x_label.png is 50x40 .*/x.png is 56x40"):
-        SemanticDatasetMapper(_cfg(), True)(record)
+        WeakLabelDatasetMapper(_cfg(), True)(record)
 
 
 def test_label_out_of_range(tmp_path):
     record, _ = _color_coded_pair(tmp_path)
     with pytest.raises(ValueError, match=r"x_label.png has values \[15\] outside the class ids 0..5"):
-        SemanticDatasetMapper(_cfg(**{"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 6}), True)(record)
+        WeakLabelDatasetMapper(_cfg(**{"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 6}), True)(record)
 
 
 def test_colour_label_rejected(tmp_path):
     record, _ = _color_coded_pair(tmp_path)
     Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(record["sem_seg_file_name"])
     with pytest.raises(ValueError, match="mode 'RGB'"):
-        SemanticDatasetMapper(_cfg(), True)(record)
+        WeakLabelDatasetMapper(_cfg(), True)(record)
 
 
 def test_missing_label(tmp_path):
     record, _ = _color_coded_pair(tmp_path)
     os.remove(record["sem_seg_file_name"])
     with pytest.raises(FileNotFoundError, match="x_label.png"):
-        SemanticDatasetMapper(_cfg(), True)(record)
+        WeakLabelDatasetMapper(_cfg(), True)(record)

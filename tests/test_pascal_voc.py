@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from wss_d2.data.datasets import load_voc_sem_seg, read_split_ids
+from wss_d2.data.readers import read_label_map
 
 
 def _voc_fixture(root, ids=("2007_000032", "2007_000039")):
@@ -82,7 +83,7 @@ def test_missing_label_is_named(tmp_path):
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 from wss_d2 import get_wss_cfg  # noqa: E402
-from wss_d2.data import SemanticDatasetMapper  # noqa: E402
+from wss_d2.data import WeakLabelDatasetMapper  # noqa: E402
 from wss_d2.data.datasets import VOC_CLASSES, find_voc_root, voc_palette  # noqa: E402
 
 from .conftest import MAIN_CONFIG  # noqa: E402
@@ -147,7 +148,7 @@ def test_voc_maps_raw_indices(tmp_path, monkeypatch, name):
     _real_voc_layout(str(tmp_path / "VOC2012"))
     monkeypatch.setenv("WSS_DATASETS", str(tmp_path))
     cfg = get_wss_cfg(MAIN_CONFIG, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "21"])
-    mapped = SemanticDatasetMapper(cfg, is_train=False)(DatasetCatalog.get(name)[0])
+    mapped = WeakLabelDatasetMapper(cfg, is_train=False)(DatasetCatalog.get(name)[0])
     assert set(np.unique(mapped["sem_seg"].numpy()).tolist()) == {0, 1, 15, 255}
 
 
@@ -164,3 +165,83 @@ def test_voc_missing_aug_list_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("WSS_DATASETS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train_aug.txt"):
         DatasetCatalog.get("voc_2012_train_aug_sem_seg")
+
+
+# --- weak-label registrations ----------------------------------------------------------------
+
+WEAK_NAMES = ("tags", "boxes", "scribbles", "scribbles_rloss", "points", "points_json", "pseudo")
+
+
+def _weak_voc_layout(voc):
+    """The real weak-label files next to the fixture: cls_labels.npy, Annotations XML, AGMM
+    (unlabelled 21) and rloss (unlabelled 255) PNGs, What's-the-Point JSON, pseudo labels."""
+    import json
+    import shutil
+
+    from wss_d2.data.weak_labels.simulate import write_weak_labels
+
+    _real_voc_layout(voc)
+    records = load_voc_sem_seg(voc, "train_aug", label_dir="SegmentationClassAug")
+    write_weak_labels(records, voc, kinds=("tags", "boxes", "points", "scribbles"), num_classes=21,
+                      class_names=VOC_CLASSES, points_per_object=2)
+    os.makedirs(os.path.join(voc, "pascal_2012_scribble"))
+    for r in records:
+        scribble = np.asarray(Image.open(os.path.join(voc, "scribble", "seginst", r["image_id"] + ".png"))).copy()
+        scribble[scribble == 21] = 255
+        Image.fromarray(scribble, mode="L").save(os.path.join(voc, "pascal_2012_scribble", r["image_id"] + ".png"))
+    points = {r["image_id"]: [{"x": 6.4, "y": 7.6, "cls": 15, "rank": 1}, {"x": 704.0, "y": 3.0, "cls": 1, "rank": 1}]
+              for r in records}
+    with open(os.path.join(voc, "voc_whats_the_point.json"), "w") as f:
+        json.dump(points, f)
+    with open(os.path.join(voc, "voc_whats_the_point_bg_from_scribbles.json"), "w") as f:
+        json.dump({TRAIN_IDS[0]: [{"x": 1, "y": 28, "cls": 0}]}, f)
+    shutil.copytree(os.path.join(voc, "SegmentationClassAug"), os.path.join(voc, "pseudo_labels"))
+    return records
+
+
+def test_voc_weak_label_registrations_load_and_map(tmp_path, monkeypatch):
+    voc = str(tmp_path / "VOC2012")
+    records = _weak_voc_layout(voc)
+    monkeypatch.setenv("WSS_DATASETS", str(tmp_path))
+    mapped = {}
+    for suffix in WEAK_NAMES:
+        name = f"voc_2012_train_aug_{suffix}"
+        dicts = DatasetCatalog.get(name)
+        assert [d["image_id"] for d in dicts] == list(TRAIN_IDS + AUG_ONLY_IDS)
+        assert not any("sem_seg_file_name" in d for d in dicts), "weak sets must not carry the GT"
+        cfg = get_wss_cfg(MAIN_CONFIG, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "21", "DATASETS.TRAIN", f"('{name}',)"])
+        mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[name])
+        mapped[suffix] = [mapper(d) for d in dicts]
+    for record, i in zip(records, range(3)):
+        gt = read_label_map(record["sem_seg_file_name"])
+        classes = sorted(set(np.unique(gt).tolist()) - {0, 255})
+        tags = mapped["tags"][i]["image_labels"].numpy()
+        assert np.flatnonzero(tags).tolist() == [0] + classes
+        assert sorted(set(mapped["boxes"][i]["instances"].gt_classes.tolist())) == classes
+        # AGMM-style and rloss-style files of the same scribbles map to the same internal labels
+        agmm, rloss = (mapped[k][i]["sparse_sem_seg"].numpy() for k in ("scribbles", "scribbles_rloss"))
+        assert np.array_equal(agmm, rloss) and set(np.unique(agmm).tolist()) <= set(classes) | {0, 21}
+        assert (agmm[agmm < 21] == gt[agmm < 21]).all()
+        points = mapped["points"][i]["sparse_sem_seg"].numpy()
+        assert (points[points < 21] == gt[points < 21]).all()
+        json_points = mapped["points_json"][i]["points"].numpy()
+        assert json_points[0].tolist() == pytest.approx([6.4, 7.6, 15])
+        assert len(json_points) == (2 if i == 0 else 1)  # x=704 dropped; a background point for the first
+        assert np.array_equal(mapped["pseudo"][i]["sem_seg"].numpy(), gt)
+
+
+def test_voc_weak_label_errors_name_the_file(tmp_path, monkeypatch):
+    voc = str(tmp_path / "VOC2012")
+    _weak_voc_layout(voc)
+    monkeypatch.setenv("WSS_DATASETS", str(tmp_path))
+    os.remove(os.path.join(voc, "scribble", "seginst", AUG_ONLY_IDS[0] + ".png"))
+    with pytest.raises(FileNotFoundError, match=f"scribble/seginst/{AUG_ONLY_IDS[0]}.png"):
+        DatasetCatalog.get("voc_2012_train_aug_scribbles")
+    from wss_d2.data.weak_labels import write_image_tags
+
+    write_image_tags(os.path.join(voc, "cls_labels.npy"), {TRAIN_IDS[0]: [15]}, 20)
+    with pytest.raises(KeyError, match=r"cls_labels.npy has no entry for 2 images"):
+        DatasetCatalog.get("voc_2012_train_aug_tags")
+    np.save(os.path.join(voc, "cls_labels.npy"), {i: np.zeros(21, np.float32) for i in TRAIN_IDS + AUG_ONLY_IDS})
+    with pytest.raises(ValueError, match="has length 21, expected 20"):
+        DatasetCatalog.get("voc_2012_train_aug_tags")

@@ -8,7 +8,8 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from wss_d2.data.datasets import SYNTHETIC_CLASSES, generate_synthetic_dataset, voc_palette
-from wss_d2.data.datasets.synthetic import IGNORE_LABEL, SPLIT_SIZES, ensure_synthetic_dataset
+from wss_d2.data.datasets.registration import IGNORE_LABEL
+from wss_d2.data.datasets.synthetic import SPLIT_SIZES, ensure_synthetic_dataset
 
 SMALL = {"train": 6, "val": 3}
 

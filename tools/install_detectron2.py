@@ -77,6 +77,10 @@ PATCHES = [
      "        assert num_gpus_per_machine <= torch.cuda.device_count()\n"
      "        torch.cuda.set_device(local_rank)\n",
      "CPU distributed training"),
+    # A mapper returning None (an image to skip) makes MapDataset draw another index with
+    # random.sample(set), which Python 3.11 refuses.
+    ("detectron2/data/common.py", "self._rng.sample(self._fallback_candidates, k=1)[0]",
+     "self._rng.sample(sorted(self._fallback_candidates), k=1)[0]", "Python 3.11 random.sample"),
 ]
 
 # numpy 1.24 removed the np.int / np.float / np.bool aliases; upstream uses the builtins.
@@ -89,6 +93,33 @@ NUMPY_ALIAS_FILES = [
     "detectron2/utils/video_visualizer.py",
 ]
 NUMPY_ALIAS = re.compile(r"\bnp\.(int|float|bool)\b")
+
+
+# Written next to the installed package: an install patched by an older list gets re-patched.
+PATCH_LEVEL_FILE = "WSS_D2_PATCH_LEVEL"
+
+
+def patch_level():
+    text = repr((PATCHES, NUMPY_ALIAS_FILES, NUMPY_ALIAS.pattern)).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def installed_patch_level():
+    """The patch level recorded in the installed detectron2, or None (not installed by us)."""
+    code = (
+        "import detectron2, os; p = os.path.join(os.path.dirname(detectron2.__file__), "
+        f"{PATCH_LEVEL_FILE!r}); print(open(p).read().strip() if os.path.exists(p) else '')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def record_patch_level():
+    code = (
+        "import detectron2, os, sys; open(os.path.join(os.path.dirname(detectron2.__file__), "
+        f"{PATCH_LEVEL_FILE!r}), 'w').write(sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", code, patch_level()], check=True)
 
 
 def log(msg):
@@ -179,12 +210,16 @@ def main():
                 f"detectron2 {'.'.join(map(str, version))} imports, but its modules do not: {error}\n"
                 "Repair that installation, or rerun with --force to replace it."
             )
-        log(f"detectron2 {'.'.join(map(str, version))} is importable; nothing to do")
-        return
+        level = installed_patch_level()
+        if level is None or level == patch_level():
+            log(f"detectron2 {'.'.join(map(str, version))} is importable; nothing to do")
+            return
+        log("detectron2 was patched by an older wss_d2 patch list; reinstalling it")
     if version is not None and version < MIN_VERSION:
         log(f"detectron2 {version} is older than 0.6; replacing it")
     with tempfile.TemporaryDirectory(prefix="wss_d2_detectron2_") as work_dir:
         install(work_dir)
+    record_patch_level()
     version, error = probe()
     if version is None or error:
         raise SystemExit(f"detectron2 was installed but does not import: {error}")

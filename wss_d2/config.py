@@ -1,4 +1,5 @@
 """wss_d2 config keys (on top of detectron2's defaults and its DeepLab project's) and loading."""
+from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
 
@@ -11,9 +12,31 @@ def add_wss_config(cfg):
 
     # --- input ---
     # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
-    cfg.INPUT.DATASET_MAPPER_NAME = "SemanticDatasetMapper"
+    cfg.INPUT.DATASET_MAPPER_NAME = "WeakLabelDatasetMapper"
     # training: resize by a factor uniformly drawn from this range (relative to image size)
     cfg.INPUT.RANDOM_SCALE = [0.5, 2.0]
+    # pad crops smaller than INPUT.CROP.SIZE at the bottom/right (labels: ignore; valid_mask False)
+    cfg.INPUT.CROP.PAD = False
+    # image value of that padding (uint8 image, before the model's normalisation)
+    cfg.INPUT.CROP.PAD_IMAGE_VALUE = 0.0
+
+    # --- weak labels (read by WeakLabelDatasetMapper) ---
+    cfg.INPUT.WEAK = CN()
+    # a training image whose weak label is empty (no tags/labelled pixel/point/box): "skip"
+    # (with a warning) or "error"
+    cfg.INPUT.WEAK.ON_EMPTY = "skip"
+    # recompute image_labels from the labels inside the crop (SimFormer) instead of the dataset's tags
+    cfg.INPUT.WEAK.TAGS_FROM_CROP = False
+
+    # sparse labels (scribbles, points, clicks); inside wss_d2: 0..K-1 labelled, K unlabelled, 255 void
+    cfg.INPUT.SPARSE = CN()
+    # raw value meaning "unlabelled" in sparse PNGs; -1: the dataset's metadata
+    # (sparse_unlabeled_value). 255 reads rloss/TEL-style files (255 = unlabelled)
+    cfg.INPUT.SPARSE.UNLABELED_RAW = -1
+    # raw value meaning "void" in sparse PNGs; -1: the dataset's metadata (sparse_void_value)
+    cfg.INPUT.SPARSE.VOID_RAW = -1
+    # radius of the disc drawn for each JSON point after augmentation (1: TEL's 3-px disc, 0: one pixel)
+    cfg.INPUT.SPARSE.POINT_RADIUS = 1
 
     # --- model ---
     # wss_d2 heads implement plain cross entropy; the DeepLab project's default is hard mining

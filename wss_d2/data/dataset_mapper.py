@@ -1,6 +1,31 @@
 """
-The wss_d2 dataset mapper: image + dense label map, read as raw indices, with the same
-geometric augmentation applied to both.
+The one wss_d2 dataset mapper. It reads an image with every label source its dataset dict
+names (dense GT, pseudo labels, sparse scribble/point/click maps, JSON points, boxes, image
+tags, CAMs), applies the same geometric augmentation to all of them, and emits them under
+stable field names:
+
+    image           (C, H, W) uint8, `image_format` channel order
+    height, width   the original image size (predictions are returned at this size)
+    sem_seg         (H, W) int64 dense target: the GT, else the pseudo label; 0..K-1, 255 =
+                    ignore. Weak-shot datasets: novel-class pixels are 255.
+    sparse_sem_seg  (H, W) int64, the internal sparse convention of SPML and AGMM:
+                    0..K-1 labelled, K = unlabelled image content, 255 = void or padding
+    points          (N, 3) float32 (x, y, class) in the augmented image, x = column and
+                    y = row as pixel indices (pixel (r, c) holds the points with
+                    floor(y + 0.5) = r, floor(x + 0.5) = c)
+    image_labels    (K,) float32 multi-hot of the classes present; the background class
+                    (if the dataset has one) counts as present
+    instances       detectron2 Instances with gt_boxes (XYXY, clipped to the crop) and
+                    gt_classes (label values); boxes cropped away are dropped
+    cams, cam_labels  (C, H, W) float32 class activation maps and their (C,) label values
+    valid_mask      (H, W) bool, False on padding added by INPUT.CROP.PAD
+
+Sparse labels never go through interpolation. Points and clicks are moved as coordinates:
+every labelled pixel lands on exactly one output pixel, so none is lost by down-scaling or
+copied by up-scaling (two may merge when down-scaling puts them in one pixel). Scribbles
+are resized with nearest neighbour (keeping their strokes connected when up-scaled) and
+their labelled pixels are then also placed as coordinates, so thin strokes survive
+down-scaling. Dense maps use nearest neighbour.
 """
 import copy
 import logging
@@ -9,45 +34,229 @@ import numpy as np
 import torch
 
 from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
+from detectron2.structures import BoxMode, Boxes, Instances
 
 from .augmentation import RandomScale
 from .build import DATASET_MAPPER_REGISTRY
 from .readers import check_label_values, check_same_size, read_image, read_label_map
+from .weak_labels.cams import read_irn_cams
+from .weak_labels.points import drop_points_outside, rasterize_points
 
-__all__ = ["SemanticDatasetMapper"]
+__all__ = ["WeakLabelDatasetMapper", "build_semantic_augmentations", "resolve_weak_label_metadata"]
+
+logger = logging.getLogger(__name__)
+
+# Metadata fields that change how the mapper reads labels; every training dataset of one run
+# must agree on them (one mapper serves all of them).
+_MAPPER_METADATA = (
+    "background_class",
+    "weak_label",
+    "sparse_unlabeled_value",
+    "sparse_void_value",
+    "novel_classes",
+    "flip_label_map",
+)
+_SCATTERED_KINDS = ("points", "clicks")  # sparse kinds moved pixel by pixel, never resized
+
+
+def resolve_weak_label_metadata(dataset_names):
+    """The mapper-relevant metadata shared by `dataset_names`, or a clear error if they differ."""
+    resolved = {}
+    for name in dataset_names:
+        meta = MetadataCatalog.get(name)
+        values = {key: _freeze(meta.get(key, None)) for key in _MAPPER_METADATA}
+        if not resolved:
+            resolved, first = values, name
+            continue
+        for key in _MAPPER_METADATA:
+            if values[key] != resolved[key]:
+                raise ValueError(
+                    f"Datasets {first} and {name} disagree on metadata '{key}' "
+                    f"({resolved[key]!r} vs {values[key]!r}); one mapper cannot read both. "
+                    "Train on datasets with the same label conventions."
+                )
+    return resolved
+
+
+def _freeze(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 @DATASET_MAPPER_REGISTRY.register()
-class SemanticDatasetMapper:
+class WeakLabelDatasetMapper:
     """
-    Map a dataset dict (file_name, optional sem_seg_file_name) to the model input:
-      image:  (C, H, W) uint8 tensor in `image_format` channel order;
-      sem_seg: (H, W) long tensor of label values (ignore_label where unlabelled);
-      height, width: the original image size (predictions are returned at this size).
-    Labels are checked against the image size and the class range, naming the file.
+    Map a dataset dict to model input (fields in the module docstring). Every label is
+    checked against the image size and the class range, naming the file. A training image
+    whose weak label is empty (no tags, no labelled sparse pixel, no point, no box, an
+    all-ignore pseudo label) is skipped with a warning or raises, by `on_empty`.
     """
 
     @configurable
-    def __init__(self, is_train=True, *, augmentations, image_format, num_classes, ignore_label):
+    def __init__(
+        self,
+        is_train=True,
+        *,
+        augmentations,
+        image_format,
+        num_classes,
+        ignore_label=255,
+        background_class=0,
+        weak_label="full",
+        sparse_unlabeled_value=None,
+        sparse_void_value=255,
+        novel_classes=(),
+        flip_label_map=None,
+        tags_from_crop=False,
+        on_empty="skip",
+        point_radius=1,
+        pad_to_size=None,
+        pad_image_value=0.0,
+    ):
+        if on_empty not in ("skip", "error"):
+            raise ValueError(f"on_empty must be 'skip' or 'error', got {on_empty!r}")
+        if not 0 < num_classes < ignore_label:
+            raise ValueError(f"num_classes must be in 1..{ignore_label - 1} (the unlabelled value K < ignore)")
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.num_classes = num_classes
         self.ignore_label = ignore_label
+        self.background_class = background_class
+        self.weak_label = weak_label
+        self.sparse_unlabeled_value = num_classes if sparse_unlabeled_value is None else sparse_unlabeled_value
+        self.sparse_void_value = sparse_void_value
+        self.novel_classes = np.asarray(sorted(novel_classes or ()), dtype=np.int64)
+        self.flip_label_map = None if flip_label_map is None else _label_lookup(flip_label_map)
+        self.tags_from_crop = tags_from_crop
+        self.on_empty = on_empty
+        self.point_radius = point_radius
+        self.pad_to_size = pad_to_size
+        self.pad_image_value = pad_image_value
         mode = "training" if is_train else "inference"
-        logging.getLogger(__name__).info(f"[{type(self).__name__}] {mode}: {augmentations}")
+        logger.info(f"[{type(self).__name__}] {mode}, weak label '{weak_label}': {augmentations}")
 
     @classmethod
-    def from_config(cls, cfg, is_train=True):
+    def from_config(cls, cfg, is_train=True, dataset_names=None):
+        if dataset_names is None:
+            dataset_names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
+        meta = resolve_weak_label_metadata(dataset_names) if dataset_names else {}
+        unlabeled = cfg.INPUT.SPARSE.UNLABELED_RAW
+        void = cfg.INPUT.SPARSE.VOID_RAW
+        crop = cfg.INPUT.CROP
         return {
             "is_train": is_train,
             "augmentations": build_semantic_augmentations(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "background_class": meta.get("background_class", 0),
+            "weak_label": meta.get("weak_label") or "full",
+            # -1 in the config: take the value the dataset's metadata declares
+            "sparse_unlabeled_value": meta.get("sparse_unlabeled_value") if unlabeled < 0 else unlabeled,
+            "sparse_void_value": meta.get("sparse_void_value", 255) if void < 0 else void,
+            # evaluation sets carry base/novel metadata too, but only weak-shot training hides novel pixels
+            "novel_classes": (meta.get("novel_classes") or ()) if meta.get("weak_label") == "weak_shot" else (),
+            "flip_label_map": meta.get("flip_label_map"),
+            "tags_from_crop": cfg.INPUT.WEAK.TAGS_FROM_CROP,
+            "on_empty": cfg.INPUT.WEAK.ON_EMPTY,
+            "point_radius": cfg.INPUT.SPARSE.POINT_RADIUS,
+            "pad_to_size": tuple(crop.SIZE) if is_train and crop.ENABLED and crop.PAD else None,
+            "pad_image_value": crop.PAD_IMAGE_VALUE,
         }
 
+    # ----------------------------------------------------------------------------- reading
+    def _read_dense(self, dataset_dict, image):
+        """GT or pseudo label (pseudo wins: it is the training target when both exist)."""
+        label_file = dataset_dict.get("pseudo_sem_seg_file_name") or dataset_dict.get("sem_seg_file_name")
+        if label_file is None:
+            return None, None
+        label = read_label_map(label_file)
+        check_same_size(image, label, dataset_dict["file_name"], label_file)
+        check_label_values(label, self.num_classes, self.ignore_label, label_file)
+        return label.astype(np.uint8), label_file
+
+    def _read_sparse(self, dataset_dict, image):
+        """A scribble/point/click PNG in the internal convention (K unlabelled, 255 void)."""
+        label_file = dataset_dict.get("sparse_sem_seg_file_name")
+        if label_file is None:
+            return None
+        raw = read_label_map(label_file)
+        check_same_size(image, raw, dataset_dict["file_name"], label_file)
+        K = self.num_classes
+        unlabeled = raw == self.sparse_unlabeled_value
+        void = raw == self.sparse_void_value if self.sparse_void_value is not None else np.zeros_like(unlabeled)
+        bad = (raw >= K) & ~unlabeled & ~void
+        if bad.any():
+            raise ValueError(
+                f"Sparse label {label_file} has values {np.unique(raw[bad])[:10].tolist()} that are "
+                f"neither class ids 0..{K - 1}, the unlabelled value {self.sparse_unlabeled_value} "
+                f"nor the void value {self.sparse_void_value}. If the file uses 255 for unlabelled "
+                "pixels (rloss/TEL style), set INPUT.SPARSE.UNLABELED_RAW 255."
+            )
+        sparse = raw.astype(np.uint8)
+        sparse[unlabeled] = K
+        sparse[void] = self.ignore_label
+        return sparse
+
+    def _check_tags(self, dataset_dict):
+        tags = dataset_dict.get("image_labels")
+        if tags is None:
+            return None
+        tags = np.asarray(tags, dtype=np.int64).reshape(-1)
+        if ((tags < 0) | (tags >= self.num_classes)).any():
+            raise ValueError(
+                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: image_labels "
+                f"{tags.tolist()} outside the class ids 0..{self.num_classes - 1}"
+            )
+        return tags
+
+    def _read_points(self, dataset_dict):
+        points = dataset_dict.get("points")
+        if points is None:
+            return None
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        classes = points[:, 2]
+        if ((classes < 0) | (classes >= self.num_classes) | (classes != np.round(classes))).any():
+            raise ValueError(
+                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: point classes "
+                f"{np.unique(classes)[:10].tolist()} outside the class ids 0..{self.num_classes - 1}"
+            )
+        return points
+
+    def _read_boxes(self, dataset_dict):
+        annotations = dataset_dict.get("annotations")
+        if annotations is None:
+            return None
+        boxes = np.zeros((len(annotations), 4), dtype=np.float64)
+        classes = np.zeros(len(annotations), dtype=np.int64)
+        for i, ann in enumerate(annotations):
+            boxes[i] = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+            classes[i] = ann["category_id"]
+        if ((classes < 0) | (classes >= self.num_classes)).any():
+            raise ValueError(
+                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: box category_id "
+                f"{classes.tolist()} outside the class ids 0..{self.num_classes - 1}"
+            )
+        return boxes, classes
+
+    def _empty_weak_label(self, dataset_dict, dense, dense_file, sparse, tags, points, boxes):
+        """A description of why this image has no usable weak label, or None."""
+        K = self.num_classes
+        if tags is not None and len(tags) == 0:
+            return "no image tags"
+        if sparse is not None and not (sparse < K).any():
+            return f"no labelled pixel in {dataset_dict['sparse_sem_seg_file_name']}"
+        if points is not None and len(points) == 0 and sparse is None:
+            return "no points"
+        if boxes is not None and len(boxes[0]) == 0:
+            return "no boxes"
+        if dense is not None and not (dense != self.ignore_label).any():
+            return f"every pixel of {dense_file} is ignore ({self.ignore_label})"
+        return None
+
+    # ------------------------------------------------------------------------------ call
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
         image_file = dataset_dict["file_name"]
@@ -55,22 +264,177 @@ class SemanticDatasetMapper:
         dataset_dict.setdefault("height", image.shape[0])
         dataset_dict.setdefault("width", image.shape[1])
 
-        label = None
-        label_file = dataset_dict.get("sem_seg_file_name")
-        if label_file is not None:
-            label = read_label_map(label_file)
-            check_same_size(image, label, image_file, label_file)
-            check_label_values(label, self.num_classes, self.ignore_label, label_file)
-            if label.dtype != np.uint8:  # detectron2 resizes non-uint8 arrays as float
-                label = label.astype(np.float32)
+        dense, dense_file = self._read_dense(dataset_dict, image)
+        sparse = self._read_sparse(dataset_dict, image)
+        tags = self._check_tags(dataset_dict)
+        points = self._read_points(dataset_dict)
+        boxes = self._read_boxes(dataset_dict)
+        cams = None
+        if dataset_dict.get("cam_file_name"):
+            cam_labels, cams = read_irn_cams(dataset_dict["cam_file_name"], self.background_class)
+            check_same_size(image, cams[0], image_file, dataset_dict["cam_file_name"])
 
-        aug_input = T.AugInput(image, sem_seg=label)
-        self.augmentations(aug_input)
+        if self.is_train:
+            reason = self._empty_weak_label(dataset_dict, dense, dense_file, sparse, tags, points, boxes)
+            if reason is not None:
+                message = f"Image {image_file} has an empty weak label ({reason})"
+                if self.on_empty == "error":
+                    raise ValueError(message + "; set INPUT.WEAK.ON_EMPTY skip to skip such images")
+                logger.warning(message + "; skipped (INPUT.WEAK.ON_EMPTY skip)")
+                return None
+
+        if tags is None and dense is not None and len(self.novel_classes) and not self.tags_from_crop:
+            # weak-shot: novel classes are known from image tags, i.e. the classes of the GT
+            tags = np.unique(dense[(dense < self.num_classes) & (dense != self.background_class)])
+        if points is not None:
+            points = drop_points_outside(points, image.shape[0], image.shape[1])[0]
+
+        # Labelled sparse pixels become coordinates (centres at +0.5 in detectron2's
+        # continuous coordinates) so that no interpolation can drop or copy them.
+        scattered = None
+        if sparse is not None:
+            rows, cols = np.nonzero(sparse < self.num_classes)
+            scattered = np.stack([cols + 0.5, rows + 0.5, sparse[rows, cols]], axis=1).astype(np.float64)
+
+        guide = dense
+        if guide is None and sparse is not None:  # crop constraints count labelled pixels only
+            guide = np.where(sparse < self.num_classes, sparse, self.ignore_label).astype(np.uint8)
+        aug_input = T.AugInput(image, sem_seg=guide)
+        transforms = self.augmentations(aug_input)
         image = aug_input.image
+        h, w = image.shape[:2]
+        flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
+
+        if dense is not None:
+            dense = aug_input.sem_seg if guide is dense else transforms.apply_segmentation(dense)
+        if sparse is not None:
+            sparse = self._transform_sparse(sparse, scattered, transforms, h, w)
+        if points is not None:
+            moved = points.copy()
+            moved[:, :2] += 0.5
+            points = self._move_points(moved, transforms, h, w)
+            points[:, :2] -= 0.5
+            if sparse is None:  # methods read sparse_sem_seg whatever the source format
+                sparse = rasterize_points(points, h, w, unlabeled_value=self.num_classes, radius=self.point_radius)
+        if boxes is not None:
+            boxes = self._transform_boxes(boxes, transforms, h, w)
+        if cams is not None:
+            cams = transforms.apply_image(np.ascontiguousarray(cams.transpose(1, 2, 0)))
+            cams = cams.reshape(h, w, -1).transpose(2, 0, 1)
+
+        if flipped and self.flip_label_map is not None:  # left/right classes swap (DensePose)
+            dense, sparse = (None if m is None else self.flip_label_map[m] for m in (dense, sparse))
+            if points is not None:
+                points[:, 2] = self.flip_label_map[points[:, 2].astype(np.int64)]
+            if boxes is not None:
+                boxes = (boxes[0], self.flip_label_map[boxes[1]].astype(np.int64))
+
+        image_labels = self._image_labels(tags, dense, sparse, points, boxes)
+        if dense is not None and len(self.novel_classes):
+            # weak-shot: novel classes are known from tags only, never from pixels
+            dense = np.where(np.isin(dense, self.novel_classes), self.ignore_label, dense).astype(np.uint8)
+
+        valid_mask = np.ones((h, w), dtype=bool)
+        if self.pad_to_size is not None:
+            image, dense, sparse, cams, valid_mask = self._pad(image, dense, sparse, cams, valid_mask)
+
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        if label is not None:
-            dataset_dict["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype(np.int64))
+        dataset_dict["valid_mask"] = torch.as_tensor(valid_mask)
+        if dense is not None:
+            dataset_dict["sem_seg"] = torch.as_tensor(dense.astype(np.int64))
+        if sparse is not None:
+            dataset_dict["sparse_sem_seg"] = torch.as_tensor(sparse.astype(np.int64))
+        if points is not None:
+            dataset_dict["points"] = torch.as_tensor(points, dtype=torch.float32)
+        if image_labels is not None:
+            dataset_dict["image_labels"] = torch.as_tensor(image_labels)
+        if boxes is not None:
+            instances = Instances((h, w))
+            instances.gt_boxes = Boxes(torch.as_tensor(boxes[0], dtype=torch.float32).reshape(-1, 4))
+            instances.gt_classes = torch.as_tensor(boxes[1], dtype=torch.int64)
+            dataset_dict["instances"] = instances
+        if cams is not None:
+            dataset_dict["cams"] = torch.as_tensor(np.ascontiguousarray(cams), dtype=torch.float32)
+            dataset_dict["cam_labels"] = torch.as_tensor(cam_labels, dtype=torch.int64)
         return dataset_dict
+
+    # ------------------------------------------------------------------------- transforms
+    def _move_points(self, points, transforms, h, w):
+        """Apply `transforms` to (x, y, class) rows in continuous coordinates; keep those inside."""
+        if len(points) == 0:
+            return points.astype(np.float32)
+        xy = transforms.apply_coords(points[:, :2].copy())
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        return np.concatenate([xy, points[:, 2:]], axis=1)[inside].astype(np.float32)
+
+    def _transform_sparse(self, sparse, scattered, transforms, h, w):
+        if self.weak_label in _SCATTERED_KINDS:
+            # void (255) still follows the image geometry; labelled pixels are placed below
+            out = transforms.apply_segmentation(np.where(sparse < self.num_classes, self.num_classes, sparse))
+            out = out.astype(np.uint8)
+        else:
+            out = transforms.apply_segmentation(sparse).astype(np.uint8)
+        moved = self._move_points(scattered, transforms, h, w)
+        cols, rows = np.floor(moved[:, 0]).astype(np.int64), np.floor(moved[:, 1]).astype(np.int64)
+        out[rows, cols] = moved[:, 2].astype(np.uint8)
+        return out
+
+    def _transform_boxes(self, boxes, transforms, h, w):
+        coords, classes = boxes
+        if len(coords) == 0:
+            return coords.astype(np.float32), classes
+        moved = transforms.apply_box(coords.copy())
+        moved[:, 0::2] = moved[:, 0::2].clip(0, w)
+        moved[:, 1::2] = moved[:, 1::2].clip(0, h)
+        keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+        return moved[keep].astype(np.float32), classes[keep]
+
+    def _image_labels(self, tags, dense, sparse, points, boxes):
+        """(K,) multi-hot: the dataset's tags, or with tags_from_crop the classes in the crop."""
+        K = self.num_classes
+        present = None
+        if self.tags_from_crop:
+            present = np.zeros(K, dtype=bool)
+            if dense is not None:
+                present[dense[dense < K]] = True
+            if sparse is not None:
+                present[sparse[sparse < K]] = True
+            if points is not None:
+                present[points[:, 2].astype(np.int64)] = True
+            if boxes is not None:
+                present[boxes[1]] = True
+            if self.background_class is not None and boxes is not None:
+                present[self.background_class] = True  # outside the boxes
+        elif tags is not None:
+            present = np.zeros(K, dtype=bool)
+            present[tags] = True
+            if self.background_class is not None:
+                present[self.background_class] = True
+        return None if present is None else present.astype(np.float32)
+
+    def _pad(self, image, dense, sparse, cams, valid_mask):
+        """Pad bottom/right to the crop size; padding is ignore in labels, False in valid_mask."""
+        h, w = image.shape[:2]
+        ph, pw = max(self.pad_to_size[0] - h, 0), max(self.pad_to_size[1] - w, 0)
+        if ph == 0 and pw == 0:
+            return image, dense, sparse, cams, valid_mask
+        spec2 = ((0, ph), (0, pw))
+        image = np.pad(image, spec2 + ((0, 0),), constant_values=self.pad_image_value)
+        if dense is not None:
+            dense = np.pad(dense, spec2, constant_values=self.ignore_label)
+        if sparse is not None:
+            sparse = np.pad(sparse, spec2, constant_values=self.ignore_label)
+        if cams is not None:
+            cams = np.pad(cams, ((0, 0),) + spec2)
+        valid_mask = np.pad(valid_mask, spec2, constant_values=False)
+        return image, dense, sparse, cams, valid_mask
+
+
+def _label_lookup(mapping):
+    """A 256-entry lookup table applying `mapping` (list: value i -> mapping[i]) to label maps."""
+    table = np.arange(256, dtype=np.int64)
+    table[: len(mapping)] = mapping
+    return table.astype(np.uint8)
 
 
 def build_semantic_augmentations(cfg, is_train):

@@ -118,7 +118,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(
-            cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False)
+            cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False, dataset_names=[dataset_name])
         )
 
     @classmethod

@@ -7,17 +7,28 @@ The bundled synthetic dataset uses the same layout.
 Registered names (detectron2's own `voc_2012_*` names are detection sets and stay theirs):
     voc_2012_{train,val,trainval}_sem_seg   SegmentationClass, official VOC splits
     voc_2012_train_aug_sem_seg              SegmentationClassAug, ImageSets/Segmentation/train_aug.txt
+and the weak-label training sets on train_aug (no GT in their dicts):
+    voc_2012_train_aug_tags                 cls_labels.npy (or SIPE's cls_labels_voc.npy)
+    voc_2012_train_aug_boxes                Annotations/<id>.xml
+    voc_2012_train_aug_scribbles            scribble/seginst/<id>.png (AGMM: unlabelled = 21)
+    voc_2012_train_aug_scribbles_rloss      pascal_2012_scribble/<id>.png (rloss: unlabelled = 255)
+    voc_2012_train_aug_points               point/segcls/<id>.png (AGMM: unlabelled = 21)
+    voc_2012_train_aug_points_json          voc_whats_the_point.json + ..._bg_from_scribbles.json
+    voc_2012_train_aug_pseudo               pseudo_labels/<id>.png (e.g. tools/export_pseudo_labels.py)
 Root: <datasets root>/VOC2012, else <datasets root>/VOCdevkit/VOC2012.
 """
 import os
 
 import numpy as np
 
-from .paths import get_datasets_root
-from .registration import register_sem_seg_dataset
+from detectron2.structures import BoxMode
 
-MAX_LISTED_MISSING = 5
-IGNORE_LABEL = 255
+from ..weak_labels import load_image_tags, load_whats_the_point, read_voc_xml
+from .loading import read_split_ids, require_files
+from .paths import get_datasets_root
+from .registration import IGNORE_LABEL, register_sem_seg_dataset
+
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -50,36 +61,6 @@ def voc_colors(num_classes):
     return [flat[3 * i : 3 * i + 3] for i in range(num_classes)]
 
 
-def read_split_ids(list_file):
-    """
-    Image ids of a split list. Accepts every list style of the standard repositories: bare
-    ids, `/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`, `<id>.jpg <id>.png`, and
-    multi-column relative paths: the id is the first token's basename without extension.
-    """
-    if not os.path.isfile(list_file):
-        raise FileNotFoundError(f"Split list not found: {list_file}")
-    ids = []
-    with open(list_file) as f:
-        for line in f:
-            tokens = line.split()
-            if tokens:
-                ids.append(os.path.splitext(os.path.basename(tokens[0]))[0])
-    if not ids:
-        raise ValueError(f"Split list {list_file} lists no images")
-    return ids
-
-
-def _require_files(paths, what, list_file):
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        shown = "\n  ".join(missing[:MAX_LISTED_MISSING])
-        more = len(missing) - MAX_LISTED_MISSING
-        raise FileNotFoundError(
-            f"{len(missing)} {what} listed in {list_file} are missing:\n  {shown}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
-
-
 def load_voc_sem_seg(
     voc_root,
     split,
@@ -103,12 +84,140 @@ def load_voc_sem_seg(
     ids = read_split_ids(list_file)
     images = [os.path.join(voc_root, image_dir, i + ".jpg") for i in ids]
     labels = [os.path.join(voc_root, label_dir, i + ".png") for i in ids]
-    _require_files(images, "images", list_file)
-    _require_files(labels, "label maps", list_file)
+    require_files(images, "images", list_file)
+    require_files(labels, "label maps", list_file)
     return [
         {"file_name": image, "sem_seg_file_name": label, "image_id": image_id}
         for image_id, image, label in zip(ids, images, labels)
     ]
+
+
+def _voc_split(voc_root, split, list_dir, image_dir="JPEGImages"):
+    """(ids, image paths, list file) of a split whose images all exist."""
+    if not os.path.isdir(voc_root):
+        raise FileNotFoundError(f"Dataset root {voc_root} does not exist; see datasets/README.md.")
+    list_file = os.path.join(voc_root, list_dir, split + ".txt")
+    ids = read_split_ids(list_file)
+    images = [os.path.join(voc_root, image_dir, i + ".jpg") for i in ids]
+    require_files(images, "images", list_file)
+    return ids, images, list_file
+
+
+def load_voc_weak_labels(
+    voc_root,
+    split,
+    kind,
+    *,
+    class_names=VOC_CLASSES,
+    list_dir=os.path.join("ImageSets", "Segmentation"),
+    tag_file=None,
+    sparse_dir=None,
+    point_files=None,
+    pseudo_dir=None,
+    sem_seg_dir=None,
+):
+    """
+    Training dicts of one split carrying one weak-label kind (module docstring), in the
+    field names of the mapper (`image_labels`, `annotations`, `sparse_sem_seg_file_name`,
+    `points`, `pseudo_sem_seg_file_name`); weak_shot dicts keep `sem_seg_file_name`.
+    Every listed image must have its label: a missing file or tag entry fails here,
+    naming it, before training starts.
+    """
+    ids, images, list_file = _voc_split(voc_root, split, list_dir)
+    dicts = [{"file_name": image, "image_id": image_id} for image_id, image in zip(ids, images)]
+    if kind == "tags":
+        tags = load_image_tags(tag_file, len(class_names) - 1)
+        missing = [i for i in ids if i not in tags]
+        if missing:
+            raise KeyError(
+                f"Image-tag file {tag_file} has no entry for {len(missing)} images of {list_file}, "
+                f"e.g. {missing[:5]}"
+            )
+        for d in dicts:
+            d["image_labels"] = tags[d["image_id"]]
+    elif kind == "boxes":
+        xml_files = [os.path.join(voc_root, "Annotations", i + ".xml") for i in ids]
+        require_files(xml_files, "box annotations (Annotations/<id>.xml)", list_file)
+        for d, xml_file in zip(dicts, xml_files):
+            parsed = read_voc_xml(xml_file, class_names)
+            d.update(height=parsed["height"], width=parsed["width"])
+            d["annotations"] = [
+                {"bbox": o["bbox"], "bbox_mode": BoxMode.XYXY_ABS, "category_id": o["category_id"]}
+                for o in parsed["objects"]
+            ]
+    elif kind in ("scribbles", "points", "clicks"):
+        files = [os.path.join(voc_root, sparse_dir, i + ".png") for i in ids]
+        require_files(files, f"{kind} label maps ({sparse_dir}/<id>.png)", list_file)
+        for d, f in zip(dicts, files):
+            d["sparse_sem_seg_file_name"] = f
+    elif kind == "points_json":
+        table = load_whats_the_point([os.path.join(voc_root, f) for f in point_files])
+        for d in dicts:
+            d["points"] = table.get(d["image_id"], np.zeros((0, 3))).tolist()
+    elif kind in ("pseudo", "weak_shot"):
+        folder = pseudo_dir if kind == "pseudo" else sem_seg_dir
+        files = [os.path.join(voc_root, folder, i + ".png") for i in ids]
+        require_files(files, f"label maps ({folder}/<id>.png)", list_file)
+        key = "pseudo_sem_seg_file_name" if kind == "pseudo" else "sem_seg_file_name"
+        for d, f in zip(dicts, files):
+            d[key] = f
+    else:
+        raise ValueError(f"Unknown weak-label kind {kind!r}")
+    return dicts
+
+
+def find_tag_file(voc_root, candidates=("cls_labels.npy", "cls_labels_voc.npy", "cls_labels_onehot.npy")):
+    """The first tag file present (wss_d2/IRN, SIPE and ToCo/MCC names)."""
+    for name in candidates:
+        path = os.path.join(voc_root, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"No image-tag file in {voc_root}: expected one of {list(candidates)}; "
+        "write one with `python datasets/prepare_voc_weak_labels.py --tags`."
+    )
+
+
+# name suffix: (kind, loader arguments, extra metadata)
+VOC_WEAK_LABELS = {
+    "tags": ("tags", {}, {}),
+    "boxes": ("boxes", {}, {}),
+    "scribbles": ("scribbles", {"sparse_dir": "scribble/seginst"}, {"sparse_unlabeled_value": 21}),
+    "scribbles_rloss": (
+        "scribbles",
+        {"sparse_dir": "pascal_2012_scribble"},
+        {"sparse_unlabeled_value": 255, "sparse_void_value": None},
+    ),
+    "points": ("points", {"sparse_dir": "point/segcls"}, {"sparse_unlabeled_value": 21}),
+    "points_json": (
+        "points_json",
+        {"point_files": ("voc_whats_the_point.json", "voc_whats_the_point_bg_from_scribbles.json")},
+        {},
+    ),
+    "pseudo": ("pseudo", {"pseudo_dir": "pseudo_labels"}, {}),
+}
+
+
+def register_voc_weak_labels(prefix, find_root, split, class_names, colors, weak_labels):
+    """Register `<prefix>_<suffix>` for each entry of `weak_labels` (see VOC_WEAK_LABELS)."""
+    for suffix, (kind, arguments, extra) in weak_labels.items():
+        metadata = {"sparse_void_value": 255, **extra} if "sparse_unlabeled_value" in extra else dict(extra)
+
+        def loader(kind=kind, arguments=arguments):
+            root = find_root()
+            if kind == "tags" and "tag_file" not in arguments:
+                arguments = {**arguments, "tag_file": find_tag_file(root)}
+            return load_voc_weak_labels(root, split, kind, class_names=class_names, **arguments)
+
+        register_sem_seg_dataset(
+            f"{prefix}_{suffix}",
+            loader,
+            class_names,
+            colors,
+            IGNORE_LABEL,
+            weak_label="points" if kind == "points_json" else kind,
+            **metadata,
+        )
 
 
 def find_voc_root(datasets_root=None):
@@ -134,6 +243,9 @@ def register_pascal_voc():
             voc_colors(len(VOC_CLASSES)),
             IGNORE_LABEL,
         )
+    register_voc_weak_labels(
+        "voc_2012_train_aug", find_voc_root, "train_aug", VOC_CLASSES, voc_colors(len(VOC_CLASSES)), VOC_WEAK_LABELS
+    )
 
 
 register_pascal_voc()

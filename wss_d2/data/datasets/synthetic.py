@@ -9,12 +9,21 @@ size, rotated, overlapping, with class co-occurrence) lie on cluttered, textured
 backgrounds with distractor shapes and lines. Labels follow VOC: palette PNG, 0 background,
 1..5 classes, 255 on a 2-pixel band along every label boundary.
 
+Every weak-label kind is simulated from the masks (wss_d2.data.weak_labels.simulate, the
+same code as datasets/make_weak_labels.py), so all methods run without downloads.
+
 Layout under `<datasets root>/wss_synthetic/` (root: $WSS_DATASETS, else
 $DETECTRON2_DATASETS, else ./datasets):
     JPEGImages/<id>.jpg
     SegmentationClass/<id>.png
     ImageSets/Segmentation/{train,val}.txt
+    cls_labels.npy, Annotations/, point/segcls/, points.json, scribble/seginst/, 20clicks/
+    weak_labels.json      # simulator parameters and achieved densities
     wss_synthetic.json    # generator version, seed, counts; written last, marks completion
+
+Registered: wss_synthetic_{train,val} (full masks); wss_synthetic_train_{tags, boxes,
+scribbles, points, points_json, clicks, pseudo}; weak-shot wss_synthetic_{train,val}_ws
+(novel classes 4 checkered_triangle and 5 dotted_cross: masks for 1-3 only, tags for all).
 """
 import json
 import logging
@@ -27,8 +36,9 @@ import numpy as np
 from PIL import Image
 
 from .paths import get_datasets_root
-from .pascal_voc import IGNORE_LABEL, load_voc_sem_seg, voc_colors, voc_palette
-from .registration import register_sem_seg_dataset
+from ..weak_labels.simulate import write_weak_labels
+from .pascal_voc import load_voc_sem_seg, register_voc_weak_labels, voc_colors, voc_palette
+from .registration import IGNORE_LABEL, register_sem_seg_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +61,22 @@ _CLASS_RECIPES = {
 # class that tends to appear with each class, like person+bicycle in VOC
 _PARTNER = {1: 2, 2: 1, 3: 5, 4: 3, 5: 4}
 SPLIT_SIZES = {"train": 1000, "val": 100}
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DEFAULT_SEED = 0
 DIRNAME = "wss_synthetic"
+# label budgets of the bundled weak labels (datasets/make_weak_labels.py writes others)
+SIMULATED_WEAK_LABELS = {"points_per_object": 1, "background_points": 1, "scribble_fraction": 1.0, "num_clicks": 20}
+NOVEL_CLASSES = (4, 5)
+_K = 6  # number of classes, the unlabelled value of the sparse PNGs
+SYNTHETIC_WEAK_LABELS = {
+    "tags": ("tags", {}, {}),
+    "boxes": ("boxes", {}, {}),
+    "scribbles": ("scribbles", {"sparse_dir": "scribble/seginst"}, {"sparse_unlabeled_value": _K}),
+    "points": ("points", {"sparse_dir": "point/segcls"}, {"sparse_unlabeled_value": _K}),
+    "points_json": ("points_json", {"point_files": ("points.json",)}, {}),
+    "clicks": ("clicks", {"sparse_dir": "20clicks"}, {"sparse_unlabeled_value": _K}),
+    "pseudo": ("pseudo", {"pseudo_dir": "pseudo_labels"}, {}),
+}
 MARKER = "wss_synthetic.json"
 
 
@@ -213,6 +236,15 @@ def generate_synthetic_dataset(dataset_dir, seed=DEFAULT_SEED, split_sizes=None)
             index += 1
         with open(os.path.join(dataset_dir, "ImageSets", "Segmentation", split + ".txt"), "w") as f:
             f.write("\n".join(ids) + "\n")
+    records = [
+        {"image_id": i, "sem_seg_file_name": os.path.join(dataset_dir, "SegmentationClass", i + ".png")}
+        for i in (f"syn_{n:06d}" for n in range(index))
+    ]
+    write_weak_labels(
+        records, dataset_dir, kinds=("tags", "boxes", "points", "scribbles", "clicks"),
+        num_classes=len(SYNTHETIC_CLASSES), class_names=SYNTHETIC_CLASSES, ignore_label=IGNORE_LABEL,
+        seed=seed, **SIMULATED_WEAK_LABELS,
+    )
     info = {
         "version": GENERATOR_VERSION,
         "seed": seed,
@@ -273,6 +305,15 @@ def register_synthetic():
             voc_colors(len(SYNTHETIC_CLASSES)),
             IGNORE_LABEL,
         )
+    colors = voc_colors(len(SYNTHETIC_CLASSES))
+    register_voc_weak_labels("wss_synthetic_train", ensure_synthetic_dataset, "train", SYNTHETIC_CLASSES, colors,
+                             SYNTHETIC_WEAK_LABELS)
+    base = tuple(c for c in range(len(SYNTHETIC_CLASSES)) if c not in NOVEL_CLASSES)
+    split_meta = {"base_classes": base, "novel_classes": NOVEL_CLASSES, "c_base_dids": base, "c_novel_dids": NOVEL_CLASSES}
+    register_voc_weak_labels("wss_synthetic_train", ensure_synthetic_dataset, "train", SYNTHETIC_CLASSES, colors,
+                             {"ws": ("weak_shot", {"sem_seg_dir": "SegmentationClass"}, split_meta)})
+    register_sem_seg_dataset("wss_synthetic_val_ws", lambda: load_synthetic_sem_seg("val"), SYNTHETIC_CLASSES,
+                             colors, IGNORE_LABEL, **split_meta)
 
 
 register_synthetic()

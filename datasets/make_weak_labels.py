@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""
+Simulate weak labels from any registered dataset with full masks, to study label budgets.
+
+Writes, seeded per image (so any subset gives the same labels), in the real formats and a
+VOC-style layout under --output:
+    tags       cls_labels.npy             {id: float32 multi-hot over the foreground classes}
+    boxes      Annotations/<id>.xml       one VOC box per object (8-connected region of a class)
+    points     point/segcls/<id>.png      n points per object + background points, 3-px discs;
+               points.json                the same points as What's-the-Point JSON
+    scribbles  scribble/seginst[_<f>]/<id>.png  fraction f of each region's skeleton, 3 px wide
+    clicks     <N>clicks/<id>.png         N single pixels per image among valid pixels
+    weak_labels.json                      parameters and the achieved densities
+Sparse PNGs hold K (the number of classes) on unlabelled pixels (the AGMM/SPML convention).
+
+Usage:
+    python datasets/make_weak_labels.py --dataset voc_2012_train_aug_sem_seg \\
+        --output datasets/VOC2012 --kinds scribbles --scribble-fraction 0.3
+"""
+import argparse
+import json
+import logging
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="registered dataset with full masks (sem_seg_file_name)")
+    parser.add_argument("--output", required=True, help="folder to write the weak labels into")
+    parser.add_argument(
+        "--kinds", nargs="+", default=["tags", "boxes", "points", "scribbles", "clicks"],
+        choices=["tags", "boxes", "points", "scribbles", "clicks"],
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--points-per-object", type=int, default=1)
+    parser.add_argument("--background-points", type=int, default=None, help="default: --points-per-object")
+    parser.add_argument("--scribble-fraction", type=float, default=1.0, help="kept fraction of each skeleton")
+    parser.add_argument("--clicks", type=int, default=20, help="clicks per image")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    import wss_d2  # noqa: F401  (registers the datasets)
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from wss_d2.data.weak_labels.simulate import write_weak_labels
+
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(f"Unknown dataset {args.dataset!r}; registered wss_d2 datasets: see datasets/README.md")
+    records = DatasetCatalog.get(args.dataset)
+    without_masks = [r["file_name"] for r in records if "sem_seg_file_name" not in r]
+    if without_masks:
+        raise SystemExit(f"Dataset {args.dataset} has images without full masks, e.g. {without_masks[0]}")
+    for record in records:
+        record.setdefault("image_id", record["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    meta = MetadataCatalog.get(args.dataset)
+    summary = write_weak_labels(
+        records,
+        args.output,
+        kinds=args.kinds,
+        num_classes=len(meta.stuff_classes),
+        class_names=meta.stuff_classes,
+        ignore_label=meta.get("ignore_label", 255),
+        background_class=meta.get("background_class", 0),
+        seed=args.seed,
+        points_per_object=args.points_per_object,
+        background_points=args.background_points,
+        scribble_fraction=args.scribble_fraction,
+        num_clicks=args.clicks,
+    )
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
