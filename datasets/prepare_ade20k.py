@@ -15,24 +15,13 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.writers import write_label_png
+
 NUM_CLASSES = 150
 EXPECTED_FILES = {"training": 20210, "validation": 2000}
 
 
-def datasets_root(root_arg):
-    """The --root argument, else wss_d2's datasets root (imported here: it loads torch)."""
-    if root_arg:
-        return root_arg
-    from wss_d2.data.datasets.paths import get_datasets_root
-
-    return get_datasets_root()
-
-
-def save_png(label, path):
-    """Write a uint8 map as a grayscale PNG through a temporary file, so no half-written PNG remains."""
-    tmp = path + ".tmp"
-    Image.fromarray(label.astype(np.uint8), mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def read_ade_label(path):
@@ -65,7 +54,7 @@ def prepare_split(ade_root, split):
     os.makedirs(out_dir, exist_ok=True)
     for name in names:
         label = read_ade_label(os.path.join(in_dir, name))
-        save_png(label - np.uint8(1), os.path.join(out_dir, name))  # uint8: 0 -> 255
+        write_label_png(label - np.uint8(1), os.path.join(out_dir, name))  # uint8: 0 -> 255
     print(f"{out_dir}: {len(names)} label PNGs (real ADE20K {split}: {EXPECTED_FILES[split]:,})")
     return len(names)
 
@@ -79,7 +68,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ade_root = os.path.join(datasets_root(args.root), "ADEChallengeData2016")
+    ade_root = os.path.join(get_datasets_root(args.root), "ADEChallengeData2016")
     for split in args.split:
         prepare_split(ade_root, split)
 

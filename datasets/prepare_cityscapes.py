@@ -32,6 +32,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.writers import write_label_png
+
 NUM_TRAIN_IDS = 19
 IGNORE_LABEL = 255
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
@@ -40,20 +43,6 @@ EXPECTED_IMAGES = {"train": 2975, "val": 500, "test": 1525}
 CLICK_SAMPLER = "uniform_without_replacement_nested"
 
 
-def datasets_root(root_arg):
-    """The --root argument, else wss_d2's datasets root (imported here: it loads torch)."""
-    if root_arg:
-        return root_arg
-    from wss_d2.data.datasets.paths import get_datasets_root
-
-    return get_datasets_root()
-
-
-def save_png(label, path):
-    """Write a uint8 map as a grayscale PNG through a temporary file, so no half-written PNG remains."""
-    tmp = path + ".tmp"
-    Image.fromarray(label.astype(np.uint8), mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def list_polygon_files(cityscapes_root, split):
@@ -136,7 +125,7 @@ def write_clicks(task):
         chosen = order[:num_clicks]
         clicks = np.full(train_ids.shape, unlabeled_value, dtype=np.uint8)
         clicks.flat[chosen] = train_ids.flat[chosen]
-        save_png(clicks, os.path.join(click_dir, os.path.basename(train_ids_file)))
+        write_label_png(clicks, os.path.join(click_dir, os.path.basename(train_ids_file)))
     return name, int(valid.size)
 
 
@@ -224,7 +213,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cityscapes_root = os.path.join(datasets_root(args.root), "cityscapes")
+    cityscapes_root = os.path.join(get_datasets_root(args.root), "cityscapes")
     for split in args.split:
         prepare_train_ids(cityscapes_root, split, workers=args.workers)
     if args.clicks:

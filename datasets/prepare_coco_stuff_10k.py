@@ -20,24 +20,13 @@ import h5py
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.writers import write_label_png
+
 MAX_RAW_VALUE = 172  # 1 unlabeled + 171 classes
 EXPECTED_IMAGES = {"train": 9000, "test": 1000}
 
 
-def datasets_root(root_arg):
-    """The --root argument, else wss_d2's datasets root (imported here: it loads torch)."""
-    if root_arg:
-        return root_arg
-    from wss_d2.data.datasets.paths import get_datasets_root
-
-    return get_datasets_root()
-
-
-def save_png(label, path):
-    """Write a uint8 map as a grayscale PNG through a temporary file, so no half-written PNG remains."""
-    tmp = path + ".tmp"
-    Image.fromarray(label.astype(np.uint8), mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def read_stems(list_file):
@@ -103,7 +92,7 @@ def prepare_split(stuff_root, split):
                 f"Label {mat_file} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
                 f"{image_file} is {width}x{height}"
             )
-        save_png(raw - np.uint8(2), os.path.join(label_out, stem + ".png"))  # uint8: 1 -> 255
+        write_label_png(raw - np.uint8(2), os.path.join(label_out, stem + ".png"))  # uint8: 1 -> 255
         shutil.copyfile(image_file, os.path.join(image_out, stem + ".jpg"))
     print(f"{label_out}: {len(stems)} label PNGs, {image_out}: {len(stems)} images (real: {EXPECTED_IMAGES[split]:,})")
     return len(stems)
@@ -118,7 +107,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    stuff_root = os.path.join(datasets_root(args.root), "coco", "coco_stuff_10k")
+    stuff_root = os.path.join(get_datasets_root(args.root), "coco", "coco_stuff_10k")
     if not os.path.isdir(stuff_root):
         raise FileNotFoundError(f"COCO-Stuff-10K folder not found: {stuff_root}")
     for split in args.split:

@@ -27,6 +27,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
+from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.writers import write_label_png
+
 NUM_CLASSES = 81  # background + 80 COCO categories
 TAGS_FILE = "cls_labels_coco.npy"
 # real COCO 2014 counts (datasets.md §4.1, §4.3): all images / images with an annotation
@@ -35,20 +38,6 @@ EXPECTED_LISTED = {"train": 82081, "val": 40137}
 MAX_SHOWN = 5
 
 
-def datasets_root(root_arg):
-    """The --root argument, else wss_d2's datasets root (imported here: it loads torch)."""
-    if root_arg:
-        return root_arg
-    from wss_d2.data.datasets.paths import get_datasets_root
-
-    return get_datasets_root()
-
-
-def save_png(label, path):
-    """Write a uint8 map as a grayscale PNG through a temporary file, so no half-written PNG remains."""
-    tmp = path + ".tmp"
-    Image.fromarray(label.astype(np.uint8), mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def load_instances(json_file):
@@ -148,7 +137,7 @@ def convert_image(task, skip_existing=False):
         label = np.asarray(Image.open(out_file))
     else:
         label = paint_labels(height, width, annotations, stem, json_file)
-        save_png(label, out_file)
+        write_label_png(label, out_file)
     present = np.unique(label)
     return stem, len(annotations), present[(present != 0) & (present != 255)]
 
@@ -233,7 +222,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    coco_root = os.path.join(datasets_root(args.root), "coco")
+    coco_root = os.path.join(get_datasets_root(args.root), "coco")
     for split in args.split:
         prepare_split(coco_root, split, workers=args.workers, skip_existing=args.skip_existing)
 

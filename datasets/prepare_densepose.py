@@ -35,9 +35,11 @@ import os
 import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
-from PIL import Image
 
 from wss_d2.data.datasets.densepose_parts import DENSEPOSE_PART_CLASSES, FINE_TO_COARSE
+
+from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.writers import write_label_png
 
 NUM_PARTS = len(DENSEPOSE_PART_CLASSES)  # 15, background included
 NUM_DP_MASKS = NUM_PARTS - 1
@@ -55,20 +57,6 @@ _FINE_TO_COARSE_LUT = np.zeros(max(FINE_TO_COARSE) + 1, dtype=np.uint8)
 _FINE_TO_COARSE_LUT[list(FINE_TO_COARSE)] = list(FINE_TO_COARSE.values())
 
 
-def datasets_root(root_arg):
-    """The --root argument, else wss_d2's datasets root."""
-    if root_arg:
-        return root_arg
-    from wss_d2.data.datasets.paths import get_datasets_root
-
-    return get_datasets_root()
-
-
-def save_png(label, path):
-    """Write a uint8 map as a grayscale PNG through a temporary file, so no half-written PNG remains."""
-    tmp = path + ".tmp"
-    Image.fromarray(label.astype(np.uint8), mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def round_half_up(values):
@@ -211,8 +199,8 @@ def convert_image(task):
         points, written, dropped = point_map(height, width, annotations, radius)
     except ValueError as e:
         raise ValueError(f"{json_file}, image {stem}: {e}") from e
-    save_png(dense, dense_file)
-    save_png(points, points_file)
+    write_label_png(dense, dense_file)
+    write_label_png(points, points_file)
     return sum("dp_masks" in ann for ann in annotations), written, dropped
 
 
@@ -325,7 +313,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.point_radius < 0:
         raise ValueError(f"--point-radius {args.point_radius} must be >= 0")
-    root = datasets_root(args.root)
+    root = get_datasets_root(args.root)
     for split in args.split:
         prepare_split(root, split, args.ignore_unannotated, args.point_radius, args.workers)
 

@@ -27,6 +27,7 @@ from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.datasets.pascal_voc import VOC_CLASSES, find_voc_root
 from wss_d2.data.datasets.registration import IGNORE_LABEL
 from wss_d2.data.readers import check_label_values, read_label_map
+from wss_d2.data.writers import write_label_png
 
 EXPECTED_TRAIN_AUG = 10582  # real counts, datasets.md §2.3
 EXPECTED_LABELS = 12031
@@ -84,12 +85,6 @@ def image_size(jpg_file):
         raise ValueError(f"Cannot read image {jpg_file}: {e}") from e
 
 
-def save_label_png(label, png_file):
-    """Write a grayscale PNG through a temporary file, so an interrupted run leaves no half file."""
-    tmp_file = png_file + ".tmp.png"
-    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp_file)  # uint8 (H, W): mode L
-    os.replace(tmp_file, png_file)
-
 
 def write_list(ids, list_file):
     tmp_file = list_file + ".tmp"
@@ -129,7 +124,7 @@ def prepare_voc_sbd(voc_root, sbd_root):
                 f"Label {source} is {label.shape[1]}x{label.shape[0]} (WxH) "
                 f"but its image {jpg} is {width}x{height}"
             )
-        save_label_png(label, os.path.join(out_dir, image_id + ".png"))
+        write_label_png(label, os.path.join(out_dir, image_id + ".png"))
         if done % 1000 == 0:
             print(f"  {done}/{len(all_ids)} labels written", flush=True)
 

@@ -40,6 +40,7 @@ from wss_d2.data.weak_labels import (
     read_voc_xml,
     write_image_tags,
 )
+from wss_d2.data.writers import write_label_png
 
 NUM_CLASSES = len(VOC_CLASSES)  # 21, background included
 DEFAULT_SCRIBBLES = "voc_scribbles.zip"
@@ -58,12 +59,6 @@ def image_size(jpg_file):
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"Cannot read image {jpg_file}: {e}") from e
 
-
-def save_label_png(label, png_file):
-    """Write a grayscale PNG through a temporary file, so an interrupted run leaves no half file."""
-    tmp_file = png_file + ".tmp.png"
-    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp_file)  # uint8 (H, W): mode L
-    os.replace(tmp_file, png_file)
 
 
 def write_voc_tags(voc_root, tags_file, splits=("train_aug", "val"), int_keys=False):
@@ -123,7 +118,7 @@ def write_voc_scribbles(voc_root, source, out_dir, unlabeled_value=NUM_CLASSES, 
         label = rasterize_scribbles(
             scribbles, height, width, unlabeled_value=unlabeled_value, thickness=thickness
         )
-        save_label_png(label, os.path.join(out_dir, image_id + ".png"))
+        write_label_png(label, os.path.join(out_dir, image_id + ".png"))
         counts["images"] += 1
         counts["scribbles"] += len(scribbles)
     if not counts["images"]:
@@ -156,7 +151,7 @@ def write_voc_points(voc_root, json_files, out_dir, unlabeled_value=NUM_CLASSES,
         width, height = size
         kept, dropped = drop_points_outside(image_points, height, width)
         label = rasterize_points(kept, height, width, unlabeled_value=unlabeled_value, radius=radius)
-        save_label_png(label, os.path.join(out_dir, image_id + ".png"))
+        write_label_png(label, os.path.join(out_dir, image_id + ".png"))
         counts["images"] += 1
         counts["points"] += len(kept)
         counts["dropped_outside"] += dropped

@@ -1,5 +1,6 @@
 """Readers, writers and rasterisers of the raw VOC weak-label formats (datasets.md §3)."""
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -325,3 +326,14 @@ def test_tags_from_label_map():
     assert tags_from_label_map(np.full((2, 2), 255, np.uint8), 21) == []
     with pytest.raises(ValueError, match=r"values \[30\]"):
         tags_from_label_map(np.array([[30, 1]], np.uint8), 21)
+
+
+def test_write_label_png_round_trip_and_range(tmp_path):
+    from wss_d2.data.readers import read_label_map
+    from wss_d2.data.writers import write_label_png
+
+    label = np.arange(12 * 7).reshape(12, 7) % 256
+    path = write_label_png(label, str(tmp_path / "l.png"))
+    assert np.array_equal(read_label_map(path), label) and os.listdir(tmp_path) == ["l.png"]
+    with pytest.raises(ValueError, match="bad.png: label values 0..300"):
+        write_label_png(np.array([[0, 300]]), str(tmp_path / "bad.png"))

@@ -4,6 +4,9 @@ Reading images and label maps with errors that name the file.
 Label PNGs are read as raw indices. detectron2's DatasetMapper converts them to "L", which
 maps a palette PNG's colours to luminance (VOC class 1 becomes 38, 255 becomes 220).
 """
+import os
+import pickle
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -56,3 +59,19 @@ def check_same_size(image, label, image_file, label_file):
             f"Label map {label_file} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
             f"{image_file} is {image.shape[1]}x{image.shape[0]}"
         )
+
+
+def read_pickled_dict(npy_file, what):
+    """
+    The dict stored in a `.npy` as a 0-d object array (the cls_labels and IRN CAM formats:
+    `np.save(path, dict)`), or None when the file holds something else. `what` names the
+    kind of file in errors ("Image-tag file", "CAM file").
+    """
+    if not os.path.isfile(npy_file):
+        raise FileNotFoundError(f"{what} not found: {npy_file}")
+    try:
+        content = np.load(npy_file, allow_pickle=True)  # these formats are pickled dicts
+        table = content.item() if content.shape == () else None
+    except (OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ValueError(f"Cannot read {what.lower()} {npy_file}: {e}") from e
+    return table if isinstance(table, dict) else None

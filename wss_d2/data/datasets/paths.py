@@ -2,11 +2,14 @@
 import os
 
 
-def get_datasets_root():
+def get_datasets_root(override=None):
     """
-    The folder that holds every dataset: $WSS_DATASETS, else detectron2's
-    $DETECTRON2_DATASETS, else ./datasets (detectron2's default). Read at call time, so a
-    registration made at import follows a later change of the variables.
+    The folder that holds every dataset: `override` (a script's --root) if given, else
+    $WSS_DATASETS, else detectron2's $DETECTRON2_DATASETS, else ./datasets (detectron2's
+    default). Read at call time, so a registration made at import follows a later change of
+    the variables.
     """
+    if override:
+        return os.path.expanduser(override)
     root = os.environ.get("WSS_DATASETS") or os.environ.get("DETECTRON2_DATASETS") or "datasets"
     return os.path.expanduser(root)

@@ -3,10 +3,9 @@ Class activation maps in IRN's `result/cam/<id>.npy` format (shared/specs/datase
 a pickled dict {"keys": 0-based foreground class indices present in the image,
 "cam": stride-4 maps, "high_res": float32 (len(keys), H, W) maps at image size}.
 """
-import os
-import pickle
-
 import numpy as np
+
+from ..readers import read_pickled_dict
 
 __all__ = ["read_irn_cams", "write_irn_cams"]
 
@@ -16,14 +15,8 @@ def read_irn_cams(npy_file, background_class=0):
     (label values (C,), float32 maps (C, H, W)) from an IRN CAM file. IRN's keys count
     foreground classes from 0, so with a background class at 0 label value = key + 1.
     """
-    if not os.path.isfile(npy_file):
-        raise FileNotFoundError(f"CAM file not found: {npy_file}")
-    try:
-        content = np.load(npy_file, allow_pickle=True)  # the format is a pickled dict
-        table = content.item() if content.shape == () else None
-    except (OSError, ValueError, pickle.UnpicklingError) as e:
-        raise ValueError(f"Cannot read CAM file {npy_file}: {e}") from e
-    if not isinstance(table, dict) or "keys" not in table or "high_res" not in table:
+    table = read_pickled_dict(npy_file, "CAM file")
+    if table is None or "keys" not in table or "high_res" not in table:
         raise ValueError(f"CAM file {npy_file} is not an IRN CAM dict with 'keys' and 'high_res'")
     keys = np.asarray(table["keys"], dtype=np.int64).reshape(-1)
     maps = np.asarray(table["high_res"], dtype=np.float32)

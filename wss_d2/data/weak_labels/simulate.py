@@ -24,11 +24,11 @@ import os
 import zlib
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
+from ..writers import write_label_png
 from .boxes import boxes_from_label_map, write_voc_xml
 from .points import draw_discs
 from .tags import tags_from_label_map, write_image_tags
@@ -237,9 +237,9 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
             )
             stats["points"] += len(points)
             stats["objects"] += len(_regions(label, num_classes, ignore_label, False, background_class)[1]) - 1
-            _save_sparse(os.path.join(output_dir, dirs["points"], image_id + ".png"),
-                         draw_discs(np.full(label.shape, num_classes, np.uint8), points[:, 0], points[:, 1],
-                                    points[:, 2].astype(np.uint8), radius=1))
+            discs = draw_discs(np.full(label.shape, num_classes, np.uint8), points[:, 0], points[:, 1],
+                               points[:, 2].astype(np.uint8), radius=1)
+            write_label_png(discs, os.path.join(output_dir, dirs["points"], image_id + ".png"))
             points_json[image_id] = [
                 {"x": int(x), "y": int(y), "cls": int(c), "rank": int(r)}
                 for (x, y, c), r in zip(points.tolist(), _rank_within_class(points[:, 2]))
@@ -253,7 +253,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
             )
             stats["skeleton_kept"] += kept
             stats["skeleton_total"] += total
-            _save_sparse(os.path.join(output_dir, dirs["scribbles"], image_id + ".png"), scribble)
+            write_label_png(scribble, os.path.join(output_dir, dirs["scribbles"], image_id + ".png"))
         else:
             rng.integers(2**63)
         if "clicks" in kinds:
@@ -262,7 +262,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
             stats["clicks"] += len(clicks)
             canvas = np.full(label.shape, num_classes, np.uint8)
             canvas[clicks[:, 1], clicks[:, 0]] = clicks[:, 2]
-            _save_sparse(os.path.join(output_dir, dirs["clicks"], image_id + ".png"), canvas)
+            write_label_png(canvas, os.path.join(output_dir, dirs["clicks"], image_id + ".png"))
     if "tags" in kinds:
         write_image_tags(os.path.join(output_dir, WEAK_LABEL_LAYOUT["tags"]), tags, num_classes - 1)
     if "points" in kinds:
@@ -293,6 +293,3 @@ def _rank_within_class(classes):
         ranks[idx] = np.arange(1, len(idx) + 1)
     return ranks.tolist()
 
-
-def _save_sparse(path, label):
-    Image.fromarray(label, mode="L").save(path)

@@ -5,10 +5,11 @@ Image-level tags in the `cls_labels*.npy` format of IRN, SIPE, ToCo and MCC
 IRN keys are int32 ids without the underscore (2007000032); the others are str ids.
 """
 import os
-import pickle
 import re
 
 import numpy as np
+
+from ..readers import read_pickled_dict
 
 __all__ = ["load_image_tags", "normalize_voc_image_id", "write_image_tags", "tags_from_label_map"]
 
@@ -34,14 +35,8 @@ def load_image_tags(npy_file, num_foreground_classes):
     Vector position k is label value k + 1, as in every cls_labels file. Raises, naming the
     file and the image, on a vector of the wrong length or with values other than 0 and 1.
     """
-    if not os.path.isfile(npy_file):
-        raise FileNotFoundError(f"Image-tag file not found: {npy_file}")
-    try:
-        content = np.load(npy_file, allow_pickle=True)  # the format is a pickled dict
-        table = content.item() if content.shape == () else None
-    except (OSError, ValueError, pickle.UnpicklingError) as e:
-        raise ValueError(f"Cannot read image-tag file {npy_file}: {e}") from e
-    if not isinstance(table, dict):
+    table = read_pickled_dict(npy_file, "Image-tag file")
+    if table is None:
         raise ValueError(f"Image-tag file {npy_file} does not hold a dict of image id -> tag vector")
     tags = {}
     for key, vector in table.items():
