@@ -28,5 +28,5 @@ setup(
         "scikit-image",  # skeletons for simulated scribbles
         "cityscapesscripts",  # Cityscapes labelTrainIds generation
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "torchmetrics"]},
 )

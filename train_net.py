@@ -20,6 +20,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from wss_d2 import get_wss_cfg
+from wss_d2.checkpoint import load_weights_strict
+from wss_d2.data.datasets import register_pseudo_labels_from_config
 from wss_d2.engine import Trainer
 
 RESULTS_FILE = "results.json"
@@ -27,6 +29,7 @@ RESULTS_FILE = "results.json"
 
 def setup(args):
     cfg = get_wss_cfg(args.config_file, args.opts)
+    register_pseudo_labels_from_config(cfg)  # DATASETS.PSEUDO_LABELS, in every process
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="wss_d2")
@@ -51,9 +54,10 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        resume = args.resume and checkpointer.has_checkpoint()
+        weights = checkpointer.get_checkpoint_file() if resume else cfg.MODEL.WEIGHTS
+        load_weights_strict(model, weights)  # a checkpoint that does not fit fails, naming the keys
         results = Trainer.test(cfg, model)
         if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS:
             verify_results(cfg, results)

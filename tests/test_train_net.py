@@ -25,8 +25,8 @@ RESUME_FROM = 200  # a periodic checkpoint is saved after iteration RESUME_FROM 
 FAST = ["DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", str(RESUME_FROM), "TEST.EVAL_PERIOD", "0"]
 
 
-def run_train_net(*args, num_gpus=1, check=True):
-    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", MAIN_CONFIG]
+def run_train_net(*args, num_gpus=1, check=True, config_file=MAIN_CONFIG):
+    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config_file]
     command += ["--num-gpus", str(num_gpus), *args]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
@@ -70,6 +70,16 @@ def test_training_writes_logs_and_checkpoints(trained):
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(trained))
     with open(os.path.join(trained, "last_checkpoint")) as f:
         assert f.read().strip() == "model_final.pth"
+
+
+def test_eval_only_refuses_a_checkpoint_that_does_not_fit(trained, tmp_path):
+    weights = os.path.join(trained, "model_final.pth")
+    proc = run_train_net(
+        "--eval-only", "MODEL.WEIGHTS", weights, "MODEL.RESNETS.DEPTH", "34", "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1, 1]",
+        "OUTPUT_DIR", str(tmp_path), check=False,
+    )
+    assert proc.returncode != 0
+    assert "does not fit the model" in proc.stderr and "missing from the checkpoint: backbone.res2.2." in proc.stderr
 
 
 def test_eval_only_reproduces_mIoU(trained, tmp_path):
@@ -184,3 +194,38 @@ def test_num_classes_must_match_dataset(tmp_path):
     proc = run_train_net("--eval-only", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5", "OUTPUT_DIR", str(tmp_path), check=False)
     assert proc.returncode != 0
     assert "NUM_CLASSES=5" in proc.stderr and "wss_synthetic_train" in proc.stderr
+
+
+def test_export_pseudo_labels_then_second_stage_training(trained, tmp_path):
+    """Pseudo labels from the trained model (CRF over a worker pool, confidence threshold), in
+    the dataset's format, then a second-stage training on them with the written config."""
+    pseudo = tmp_path / "pseudo"
+    export = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "export_pseudo_labels.py"), "--config-file", MAIN_CONFIG,
+         "--dataset", "wss_synthetic_train", "--weights", os.path.join(trained, "model_final.pth"),
+         "--output", str(pseudo), "--crf", "--threshold", "0.5", "--name", "wss_synthetic_train_pseudo_test",
+         "TEST.CRF.NUM_WORKERS", "2", "DATALOADER.NUM_WORKERS", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert export.returncode == 0, export.stderr[-4000:]
+    records = DatasetCatalog.get("wss_synthetic_train")
+    files = sorted(p.name for p in pseudo.glob("*.png"))
+    assert files == sorted(r["image_id"] + ".png" for r in records)
+    # the real format: single-channel PNGs of raw class ids, 255 where not confident
+    from wss_d2.data.readers import read_label_map
+
+    label = read_label_map(str(pseudo / files[0]))
+    gt = read_label_map(records[0]["sem_seg_file_name"])
+    assert label.shape == gt.shape and set(np.unique(label).tolist()) <= set(range(6)) | {255}
+    quality = json.loads((pseudo / "pseudo_label_quality.json").read_text())
+    assert quality["images"] == len(records) and quality["mIoU"] > 2 * trivial_miou("wss_synthetic_val")
+    assert 0 < quality["coverage"] <= 100
+
+    second = tmp_path / "second"
+    run_train_net(
+        "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "1", "OUTPUT_DIR", str(second),
+        config_file=str(pseudo / "second_stage.yaml"),
+    )
+    log = (second / "log.txt").read_text()
+    assert "wss_synthetic_train_pseudo_test" in log and "wss_synthetic_val: mIoU = " in log
+    assert (second / "model_final.pth").exists()

@@ -38,6 +38,10 @@ def add_wss_config(cfg):
     # radius of the disc drawn for each JSON point after augmentation (1: TEL's 3-px disc, 0: one pixel)
     cfg.INPUT.SPARSE.POINT_RADIUS = 1
 
+    # --- datasets ---
+    # pseudo-label training sets to register: [[name, source dataset, folder of <image_id>.png], ...]
+    cfg.DATASETS.PSEUDO_LABELS = []
+
     # --- model ---
     # wss_d2 heads implement plain cross entropy; the DeepLab project's default is hard mining
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
@@ -45,6 +49,73 @@ def add_wss_config(cfg):
     cfg.MODEL.SEM_SEG_HEAD.ASPP_POOL_NORM = True
     # align_corners of every bilinear resize inside the DeepLabV3+ head and of its output
     cfg.MODEL.SEM_SEG_HEAD.ALIGN_CORNERS = False
+
+    # --- inference (wss_d2.inference; README "Test-time augmentation" maps each spec's protocol) ---
+    # multi-scale + flip test-time augmentation
+    cfg.TEST.TTA = CN()
+    # multi-scale + flip test-time augmentation; off: one pass at scale 1
+    cfg.TEST.TTA.ENABLED = False
+    # resize factors of the input image
+    cfg.TEST.TTA.SCALES = [1.0]
+    # also run the horizontally mirrored image at every scale
+    cfg.TEST.TTA.FLIP = True
+    # fusion across scales: "mean", "sum" or "max"
+    cfg.TEST.TTA.FUSION = "mean"
+    # fusion of the two flips of one scale; "" = FUSION (MCC fuses flips and scales differently)
+    cfg.TEST.TTA.FLIP_FUSION = ""
+    # softmax every pass before fusing (False fuses logits)
+    cfg.TEST.TTA.SOFTMAX = True
+    # softmax at the pass size, then resize (AGMM); False: resize, then softmax (SPML)
+    cfg.TEST.TTA.SOFTMAX_BEFORE_RESIZE = False
+    # align_corners of every bilinear resize of TTA (image, scores, output)
+    cfg.TEST.TTA.ALIGN_CORNERS = False
+    # pass size: "round" (round(H*s)) or "floor" (int(H*s), AGMM and MCC)
+    cfg.TEST.TTA.SIZE_ROUNDING = "round"
+    # one model call for an image and its flip; False: one call per pass (less memory)
+    cfg.TEST.TTA.BATCH_PASSES = True
+
+    # sliding-window inference
+    cfg.TEST.SLIDING_WINDOW = CN()
+    # tile every pass image (large images, e.g. Cityscapes)
+    cfg.TEST.SLIDING_WINDOW.ENABLED = False
+    # tile (h, w); a side shorter than the tile is processed whole
+    cfg.TEST.SLIDING_WINDOW.TILE = [721, 721]
+    # tile stride (h, w), at most TILE; the last tile is clamped to the border
+    cfg.TEST.SLIDING_WINDOW.STRIDE = [241, 241]
+    # tiles per model call
+    cfg.TEST.SLIDING_WINDOW.BATCH = 4
+    # softmax every tile before the overlap average (False averages logits)
+    cfg.TEST.SLIDING_WINDOW.SOFTMAX = True
+
+    # dense CRF (wss_d2.inference.DenseCRF); defaults: the DeepLab test CRF (sipe.md §8.1)
+    cfg.TEST.CRF = CN()
+    # refine test-time predictions with dense CRF before scoring them
+    cfg.TEST.CRF.ENABLED = False
+    # mean-field iterations
+    cfg.TEST.CRF.ITERATIONS = 10
+    # compat (weight) of the Gaussian smoothness term
+    cfg.TEST.CRF.POS_W = 3.0
+    # spatial std (px) of the Gaussian smoothness term
+    cfg.TEST.CRF.POS_XY_STD = 1.0
+    # compat (weight) of the bilateral appearance term
+    cfg.TEST.CRF.BI_W = 4.0
+    # spatial std (px) of the bilateral term
+    cfg.TEST.CRF.BI_XY_STD = 67.0
+    # colour std of the bilateral term
+    cfg.TEST.CRF.BI_RGB_STD = 3.0
+    # worker processes of the CRF pool; 0 = all cores
+    cfg.TEST.CRF.NUM_WORKERS = 0
+    # images in flight in the pool at most (bounds memory); 0 = 2 x workers
+    cfg.TEST.CRF.MAX_PENDING = 0
+
+    # CAM-quality evaluation (wss_d2.evaluation.CAMEvaluator, sipe.md §6)
+    cfg.TEST.CAM_EVAL = CN()
+    # background-threshold sweep: [start, stop (inclusive), step]
+    cfg.TEST.CAM_EVAL.THRESHOLDS = [0.0, 0.95, 0.01]
+    # background-channel multipliers to sweep for maps with a background channel; [] = off
+    cfg.TEST.CAM_EVAL.BG_MULTIPLIERS = []
+    # threshold always reported as mIoU@<value> (IRN's cam_eval_thres)
+    cfg.TEST.CAM_EVAL.IRN_THRESHOLD = 0.15
 
     # --- solver ---
     # "SGD" (momentum, nesterov from SOLVER.*) or "ADAMW"

@@ -9,11 +9,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.engine.hooks import HookBase
-from detectron2.evaluation import SemSegEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data import build_dataset_mapper
+from ..evaluation import WSSSemSegEvaluator
+from ..inference import DenseCRFPool, maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
 
 __all__ = ["Trainer", "CheckpointOnInterrupt"]
@@ -104,6 +105,11 @@ class Trainer(DefaultTrainer):
         return super().build_model(cfg)
 
     @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's test loop, through the TTA / sliding-window wrapper when the config enables it."""
+        return super().test(cfg, maybe_wrap_with_tta(cfg, model), evaluators)
+
+    @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
 
@@ -125,8 +131,10 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
-        if evaluator_type == "sem_seg":
-            return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        if evaluator_type in ("sem_seg", "cityscapes_sem_seg"):  # trainId labels: plain mIoU
+            # TEST.CRF.ENABLED: dense CRF on a worker pool, overlapping the model's inference
+            crf = (lambda: DenseCRFPool(cfg)) if cfg.TEST.CRF.ENABLED else None
+            return WSSSemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder, crf=crf)
         raise ValueError(
             f"No wss_d2 evaluator for dataset {dataset_name!r} with evaluator_type={evaluator_type!r}"
         )

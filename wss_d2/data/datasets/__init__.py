@@ -7,6 +7,7 @@ from . import ade20k  # noqa: F401  (registers ade20k_*_ws_split*)
 from . import cityscapes  # noqa: F401  (registers cityscapes_wss_sem_seg_*, cityscapes_fine_sem_seg_train_*clicks)
 from . import densepose  # noqa: F401  (registers densepose_coco_2014_*_parts_*)
 from .paths import get_datasets_root
+from .pseudo_labels import register_pseudo_label_dataset, register_pseudo_labels_from_config
 from .loading import read_split_ids
 from .pascal_voc import VOC_CLASSES, find_voc_root, load_voc_sem_seg, voc_colors, voc_palette
 from .synthetic import SYNTHETIC_CLASSES, ensure_synthetic_dataset, generate_synthetic_dataset

@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""
+Export pseudo labels: run a trained model (its segmentation, or its CAMs) over a split and
+write one label PNG per image in the dataset's own format (raw class indices, 255 = ignore),
+optionally refined by dense CRF (over all cores) and cut by a confidence threshold. It then
+writes a config for the second stage, so fully supervised training on the pseudo labels is
+one command:
+
+    python tools/export_pseudo_labels.py --config-file configs/synthetic/deeplabv3plus_R18.yaml \\
+        --dataset wss_synthetic_train --weights output/model_final.pth --output pseudo/ --crf
+    python train_net.py --config-file pseudo/second_stage.yaml
+
+Outputs in --output: <image_id>.png, pseudo_label_quality.json (mIoU of the pseudo labels
+against the GT, when the source split has GT or --gt-dataset names one), second_stage.yaml
+(_BASE_ = --second-stage-config, DATASETS.PSEUDO_LABELS registering the PNGs as --name,
+DATASETS.TRAIN = (--name,)). Config options (TEST.TTA.*, TEST.CRF.*) follow the command.
+"""
+import argparse
+import json
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger("wss_d2.export")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="config of the trained model")
+    parser.add_argument("--dataset", required=True, help="registered split to label (its images are used)")
+    parser.add_argument("--output", required=True, help="folder for <image_id>.png and second_stage.yaml")
+    parser.add_argument("--weights", default="", help="checkpoint (default: MODEL.WEIGHTS)")
+    parser.add_argument("--source", choices=["sem_seg", "cams"], default="sem_seg",
+                        help="the model's segmentation scores, or its CAMs (outputs 'cams', 'cam_labels')")
+    parser.add_argument("--bg-threshold", type=float, default=0.15,
+                        help="--source cams: background score against the max-normalised CAMs")
+    parser.add_argument("--restrict-to-tags", action="store_true",
+                        help="keep only the image's tagged classes (and background) in the scores")
+    parser.add_argument("--crf", action="store_true", help="refine with dense CRF (TEST.CRF.* parameters)")
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="pixels whose top probability is below this become 255 (ignore)")
+    parser.add_argument("--name", default="", help="registered name of the pseudo-label set (default <dataset>_pseudo_export)")
+    parser.add_argument("--second-stage-config", default="", help="_BASE_ of second_stage.yaml (default: --config-file)")
+    parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
+    return parser.parse_args(argv)
+
+
+def scores_to_probs(output, source, num_classes, bg_threshold, background_class):
+    """(K, H, W) float32 probabilities from a model output."""
+    import torch
+
+    if source == "sem_seg":
+        return torch.softmax(output["sem_seg"].float(), dim=0).cpu().numpy()
+    if "cams" not in output:
+        raise KeyError("--source cams: the model's outputs have no 'cams' (and 'cam_labels')")
+    cams = output["cams"].float().cpu().numpy()
+    labels = output["cam_labels"].cpu().numpy()
+    scores = np.zeros((num_classes,) + cams.shape[1:], np.float32)
+    scores[labels] = cams
+    if background_class is not None and background_class not in labels.tolist():
+        scores[background_class] = bg_threshold  # IRN's constant background score
+    # a distribution per pixel, as the CRF's unary expects
+    return scores / np.maximum(scores.sum(0, keepdims=True), 1e-8)
+
+
+def restrict_to_tags(probs, image_labels):
+    present = np.asarray(image_labels).reshape(-1) > 0
+    probs = probs * present[:, None, None]
+    return probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+    from detectron2.utils.logger import setup_logger
+
+    from wss_d2 import get_wss_cfg
+    from wss_d2.checkpoint import load_weights_strict
+    from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
+    from wss_d2.data.datasets import register_pseudo_labels_from_config
+    from wss_d2.data.writers import write_label_png
+    from wss_d2.engine import Trainer
+    from wss_d2.evaluation import segmentation_metrics
+    from wss_d2.inference import DenseCRFPool, maybe_wrap_with_tta
+
+    setup_logger(name="wss_d2")
+    cfg = get_wss_cfg(args.config_file, args.opts)
+    register_pseudo_labels_from_config(cfg)
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(f"Unknown dataset {args.dataset!r}")
+    meta = MetadataCatalog.get(args.dataset)
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    ignore = meta.get("ignore_label", 255)
+    os.makedirs(args.output, exist_ok=True)
+
+    model = Trainer.build_model(cfg)
+    load_weights_strict(model, args.weights or cfg.MODEL.WEIGHTS)
+    model.eval()
+    model = maybe_wrap_with_tta(cfg, model)
+
+    records = DatasetCatalog.get(args.dataset)
+    gt_files = {r.get("image_id"): r["sem_seg_file_name"] for r in records if r.get("sem_seg_file_name")}
+    if args.gt_dataset:
+        gt_files = {r["image_id"]: r["sem_seg_file_name"] for r in DatasetCatalog.get(args.gt_dataset)}
+    mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.dataset])
+    loader = build_detection_test_loader(records, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    def jobs():
+        """(image id, image, probabilities) per image, produced lazily (bounded memory)."""
+        with torch.no_grad():
+            for inputs in loader:
+                for input, output in zip(inputs, model(inputs)):
+                    probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold,
+                                            meta.get("background_class", 0))
+                    if args.restrict_to_tags:
+                        if "image_labels" not in input:
+                            raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
+                        probs = restrict_to_tags(probs, input["image_labels"].numpy())
+                    image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
+                    yield image_id, read_image(input["file_name"], "RGB"), probs
+
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    labelled = [0, 0]  # GT-valid pixels that the pseudo labels label, GT-valid pixels
+    written = 0
+    pending_ids = []
+
+    def ordered_jobs():
+        for image_id, image, probs in jobs():
+            pending_ids.append(image_id)
+            yield image, probs
+
+    if args.crf:
+        pool = DenseCRFPool(cfg)
+        refined = pool.map(ordered_jobs())
+    else:
+        pool = None
+        refined = (probs for _, probs in ordered_jobs())
+    try:
+        for index, probs in enumerate(refined):
+            image_id = pending_ids[index]
+            label = probs.argmax(0).astype(np.uint8)
+            if args.threshold > 0:
+                label[probs.max(0) < args.threshold] = ignore
+            write_label_png(label, os.path.join(args.output, f"{image_id}.png"))
+            written += 1
+            if image_id in gt_files:
+                gt = read_label_map(gt_files[image_id])
+                valid = (gt != ignore) & (label != ignore)
+                labelled[0] += int(valid.sum())
+                labelled[1] += int((gt != ignore).sum())
+                confusion += np.bincount(
+                    num_classes * gt[valid].astype(np.int64) + label[valid], minlength=num_classes**2
+                ).reshape(num_classes, num_classes)
+    finally:
+        if pool is not None:
+            pool.close()
+
+    report = {"images": written, "output": os.path.abspath(args.output), "crf": args.crf, "threshold": args.threshold}
+    if confusion.sum():
+        metrics = segmentation_metrics(confusion, meta.stuff_classes)
+        # measured on the pixels the pseudo labels label (the ignored ones are reported as coverage)
+        report.update(mIoU=metrics["mIoU"], pACC=metrics["pACC"], coverage=100 * labelled[0] / max(labelled[1], 1))
+    with open(os.path.join(args.output, "pseudo_label_quality.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+    name = args.name or f"{args.dataset}_pseudo_export"
+    base = os.path.abspath(args.second_stage_config or args.config_file)
+    second_stage = os.path.join(args.output, "second_stage.yaml")
+    with open(second_stage, "w") as f:
+        f.write(
+            f'_BASE_: "{base}"\n'
+            "DATASETS:\n"
+            f'  PSEUDO_LABELS: [["{name}", "{args.dataset}", "{os.path.abspath(args.output)}"]]\n'
+            f'  TRAIN: ("{name}",)\n'
+        )
+    logger.info(
+        f"Wrote {written} pseudo labels to {args.output}"
+        + (f" (mIoU against the GT {report['mIoU']:.2f})" if "mIoU" in report else "")
+        + f"; second stage: python train_net.py --config-file {second_stage}"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()
