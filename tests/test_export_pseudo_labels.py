@@ -1,0 +1,73 @@
+"""tools/export_pseudo_labels.py: scores to probabilities (segmentation or CAMs), tag restriction,
+and the pseudo-label registration its second_stage.yaml relies on."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from wss_d2 import get_wss_cfg
+from wss_d2.data.datasets import register_pseudo_label_dataset, register_pseudo_labels_from_config
+
+from .conftest import REPO
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("export_pseudo_labels", os.path.join(REPO, "tools", "export_pseudo_labels.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_segmentation_scores_become_a_softmax():
+    logits = torch.tensor([[[0.0, 2.0]], [[1.0, 0.0]]])
+    probs = _tool().scores_to_probs({"sem_seg": logits}, "sem_seg", 2, 0.15, 0)
+    expected = torch.softmax(logits, 0).numpy()
+    assert np.allclose(probs, expected)
+
+
+def test_cams_get_a_constant_background_and_are_normalised():
+    cams = torch.tensor([[[0.9, 0.1]], [[0.3, 0.05]]])  # classes 2 and 4
+    probs = _tool().scores_to_probs({"cams": cams, "cam_labels": torch.tensor([2, 4])}, "cams", 5, 0.15, 0)
+    assert probs.shape == (5, 1, 2)
+    assert np.allclose(probs.sum(0), 1)
+    # pixel 0: cam 0.9 beats the 0.15 background; pixel 1: background 0.15 beats 0.1 and 0.05
+    assert probs.argmax(0).tolist() == [[2, 0]]
+    assert probs[0, 0, 1] == pytest.approx(0.15 / 0.30)
+    with pytest.raises(KeyError, match="no 'cams'"):
+        _tool().scores_to_probs({"sem_seg": cams}, "cams", 5, 0.15, 0)
+
+
+def test_restrict_to_tags_keeps_tagged_classes_and_background():
+    probs = np.full((4, 1, 1), 0.25, np.float32)
+    restricted = _tool().restrict_to_tags(probs, np.array([1, 0, 0, 1], np.float32))
+    assert restricted[:, 0, 0].tolist() == pytest.approx([0.5, 0, 0, 0.5])
+
+
+def test_pseudo_label_registration_from_config(tmp_path, synthetic_dir):
+    folder = tmp_path / "pseudo"
+    folder.mkdir()
+    records = DatasetCatalog.get("wss_synthetic_val")
+    for r in records:
+        Image.fromarray(np.full((4, 4), 2, np.uint8), mode="L").save(folder / f"{r['image_id']}.png")
+    cfg = get_wss_cfg(opts=["DATASETS.PSEUDO_LABELS", f"[['_pseudo_val', 'wss_synthetic_val', '{folder}']]"])
+    register_pseudo_labels_from_config(cfg)
+    register_pseudo_labels_from_config(cfg)  # once per process: the same entry again is fine
+    dicts = DatasetCatalog.get("_pseudo_val")
+    assert len(dicts) == len(records) and all("sem_seg_file_name" not in d for d in dicts)
+    assert dicts[0]["pseudo_sem_seg_file_name"] == str(folder / f"{records[0]['image_id']}.png")
+    meta = MetadataCatalog.get("_pseudo_val")
+    assert meta.weak_label == "pseudo" and meta.stuff_classes == MetadataCatalog.get("wss_synthetic_val").stuff_classes
+    with pytest.raises(ValueError, match="already registered"):
+        register_pseudo_label_dataset("_pseudo_val", "wss_synthetic_val", str(tmp_path))
+    os.remove(folder / f"{records[3]['image_id']}.png")
+    register_pseudo_label_dataset("_pseudo_val_missing", "wss_synthetic_val", str(folder))
+    with pytest.raises(FileNotFoundError, match=f"{records[3]['image_id']}.png"):
+        DatasetCatalog.get("_pseudo_val_missing")
+    bad = get_wss_cfg(opts=["DATASETS.PSEUDO_LABELS", "[['x', 'y']]"])
+    with pytest.raises(ValueError, match=r"\[name, source dataset, folder\]"):
+        register_pseudo_labels_from_config(bad)
