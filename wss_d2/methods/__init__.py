@@ -1,0 +1,1 @@
+"""The weakly supervised methods, one folder each."""
