@@ -18,9 +18,9 @@ import shutil
 
 import h5py
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.readers import read_image_size
 from wss_d2.data.writers import write_label_png
 
 MAX_RAW_VALUE = 172  # 1 unlabeled + 171 classes
@@ -63,17 +63,6 @@ def read_v1_label(mat_file):
     return label.astype(np.uint8)
 
 
-def image_size(image_file):
-    """(height, width) of an image, from its header."""
-    if not os.path.isfile(image_file):
-        raise FileNotFoundError(f"COCO-Stuff-10K image not found: {image_file}")
-    try:
-        with Image.open(image_file) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"Cannot decode image {image_file}: {e}") from e
-    return height, width
-
 
 def prepare_split(stuff_root, split):
     """Copy the images and convert the labels of one split; returns the number of images."""
@@ -85,7 +74,9 @@ def prepare_split(stuff_root, split):
     for stem in stems:
         image_file = os.path.join(stuff_root, "images", stem + ".jpg")
         mat_file = os.path.join(stuff_root, "annotations", stem + ".mat")
-        height, width = image_size(image_file)
+        if not os.path.isfile(image_file):
+            raise FileNotFoundError(f"COCO-Stuff-10K image not found: {image_file}")
+        height, width = read_image_size(image_file)
         raw = read_v1_label(mat_file)
         if raw.shape != (height, width):
             raise ValueError(

@@ -20,13 +20,12 @@ import os
 
 import numpy as np
 import scipy.io
-from PIL import Image, UnidentifiedImageError
 
 from wss_d2.data.datasets.loading import read_split_ids
 from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.datasets.pascal_voc import VOC_CLASSES, find_voc_root
 from wss_d2.data.datasets.registration import IGNORE_LABEL
-from wss_d2.data.readers import check_label_values, read_label_map
+from wss_d2.data.readers import check_label_values, read_image_size, read_label_map
 from wss_d2.data.writers import write_label_png
 
 EXPECTED_TRAIN_AUG = 10582  # real counts, datasets.md §2.3
@@ -74,16 +73,6 @@ def read_voc_label(png_file):
     return label.astype(np.uint8)
 
 
-def image_size(jpg_file):
-    """(width, height) of an image, from its header."""
-    try:
-        with Image.open(jpg_file) as image:
-            return image.size
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Image not found: {jpg_file}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"Cannot read image {jpg_file}: {e}") from e
-
 
 
 def write_list(ids, list_file):
@@ -118,7 +107,7 @@ def prepare_voc_sbd(voc_root, sbd_root):
             label = read_sbd_label(source)
             counts["sbd"] += 1
         jpg = os.path.join(voc_root, "JPEGImages", image_id + ".jpg")
-        width, height = image_size(jpg)
+        height, width = read_image_size(jpg)
         if label.shape != (height, width):
             raise ValueError(
                 f"Label {source} is {label.shape[1]}x{label.shape[0]} (WxH) "

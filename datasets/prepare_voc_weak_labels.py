@@ -26,11 +26,11 @@ import os
 import zipfile
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from wss_d2.data.datasets.loading import read_split_ids
 from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.datasets.pascal_voc import VOC_CLASSES, find_voc_root
+from wss_d2.data.readers import read_image_size
 from wss_d2.data.weak_labels import (
     drop_points_outside,
     load_whats_the_point,
@@ -53,11 +53,8 @@ def image_size(jpg_file):
     """(width, height) of an image from its header, or None when the image does not exist."""
     if not os.path.isfile(jpg_file):
         return None
-    try:
-        with Image.open(jpg_file) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"Cannot read image {jpg_file}: {e}") from e
+    height, width = read_image_size(jpg_file)
+    return width, height
 
 
 

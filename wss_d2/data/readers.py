@@ -26,6 +26,18 @@ def read_image(file_name, image_format):
         raise ValueError(f"Cannot decode image {file_name}: {e}") from e
 
 
+def read_image_size(file_name):
+    """(height, width) of an image from its header, without decoding the pixels."""
+    try:
+        with Image.open(file_name) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image file not found: {file_name}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"Cannot decode image {file_name}: {e}") from e
+    return height, width
+
+
 def read_label_map(file_name):
     """An (H, W) integer array of the label values stored in a single-channel PNG."""
     try:

@@ -15,10 +15,9 @@ needs cityscapesscripts and the labelIds GT):
 """
 import os
 
-from PIL import Image, UnidentifiedImageError
-
 from detectron2.data.datasets.builtin_meta import CITYSCAPES_CATEGORIES
 
+from ..readers import read_image_size
 from .loading import require_dataset_dir, require_files
 from .paths import get_datasets_root
 from .registration import IGNORE_LABEL, record_dataset_roots, register_sem_seg_dataset
@@ -38,15 +37,6 @@ def find_cityscapes_root(datasets_root=None):
     return require_dataset_dir(os.path.join(datasets_root or get_datasets_root(), "cityscapes"), "Cityscapes")
 
 
-def _image_size(file_name):
-    """(height, width) from the image header, without decoding the pixels."""
-    try:
-        with Image.open(file_name) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"Cannot read image {file_name}: {e}") from e
-    return height, width
-
 
 def list_cityscapes_images(cityscapes_root, split):
     """
@@ -65,7 +55,7 @@ def list_cityscapes_images(cityscapes_root, split):
                 raise ValueError(
                     f"Unexpected file in {city_dir}: {file_name} (Cityscapes images end in {IMAGE_SUFFIX})"
                 )
-            height, width = _image_size(file_name)
+            height, width = read_image_size(file_name)
             dicts.append(
                 {
                     "file_name": file_name,
