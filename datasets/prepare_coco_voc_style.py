@@ -18,15 +18,14 @@ Outputs <root>/coco/SegmentationClass/{train2014,val2014}/<file stem>.png
 Usage: python datasets/prepare_coco_voc_style.py [--root DATASETS] [--split train val] [--workers 8]
 """
 import argparse
-import json
 import multiprocessing
 import os
 import sys
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image
 
+from wss_d2.data.coco_format import decode_segmentation, load_coco_json
 from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.writers import write_label_png
 
@@ -36,22 +35,6 @@ TAGS_FILE = "cls_labels_coco.npy"
 EXPECTED_IMAGES = {"train": 82783, "val": 40504}
 EXPECTED_LISTED = {"train": 82081, "val": 40137}
 MAX_SHOWN = 5
-
-
-
-
-def load_instances(json_file):
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"COCO instances JSON not found: {json_file}")
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Malformed JSON in {json_file}: {e}") from e
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{json_file} has no {key!r} key; is it a COCO instances file?")
-    return data
 
 
 def build_tasks(data, json_file, image_dir, label_dir):
@@ -98,16 +81,6 @@ def build_tasks(data, json_file, image_dir, label_dir):
         )
     return tasks
 
-
-def decode_segmentation(segmentation, height, width):
-    """Binary (H, W) mask of a COCO segmentation, exactly as pycocotools' COCO.annToMask."""
-    if isinstance(segmentation, list):  # polygons of one object
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE (crowd)
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:  # compressed RLE
-        rle = segmentation
-    return mask_utils.decode(rle)
 
 
 def paint_labels(height, width, annotations, stem, json_file):
@@ -177,7 +150,7 @@ def prepare_split(coco_root, split, workers=1, skip_existing=False):
     label_dir = os.path.join(coco_root, "SegmentationClass", split_year)
     if not os.path.isdir(image_dir):
         raise FileNotFoundError(f"COCO image folder not found: {image_dir}")
-    data = load_instances(json_file)
+    data = load_coco_json(json_file, ("images", "annotations", "categories"), "COCO instances")
     tasks = build_tasks(data, json_file, image_dir, label_dir)
     os.makedirs(label_dir, exist_ok=True)
 

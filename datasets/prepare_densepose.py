@@ -28,7 +28,6 @@ Usage: python datasets/prepare_densepose.py [--root DATASETS] [--split train2014
 """
 import argparse
 import contextlib
-import json
 import multiprocessing
 import os
 
@@ -38,6 +37,7 @@ import pycocotools.mask as mask_utils
 
 from wss_d2.data.datasets.densepose_parts import DENSEPOSE_PART_CLASSES, FINE_TO_COARSE
 
+from wss_d2.data.coco_format import decode_segmentation, load_coco_json
 from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.writers import write_label_png
 
@@ -63,17 +63,11 @@ def round_half_up(values):
     return np.floor(np.asarray(values, dtype=np.float64) + 0.5).astype(np.int64)
 
 
-def decode_segmentation(segmentation, height, width):
-    """Binary (H, W) mask of a COCO segmentation (polygons, RLE, or uncompressed crowd RLE)."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=np.uint8)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_utils.decode(rle)
+def person_mask(segmentation, height, width):
+    """A COCO person's mask; persons without a segmentation (an empty polygon list) have none."""
+    if isinstance(segmentation, list) and not segmentation:
+        return np.zeros((height, width), dtype=np.uint8)
+    return decode_segmentation(segmentation, height, width)
 
 
 def decode_dp_masks(dp_masks):
@@ -130,7 +124,7 @@ def dense_part_map(height, width, annotations, ignore_unannotated=True):
         for ann in annotations:
             if "dp_masks" not in ann:
                 with annotation_context(ann):
-                    label[decode_segmentation(ann["segmentation"], height, width) > 0] = IGNORE_LABEL
+                    label[person_mask(ann["segmentation"], height, width) > 0] = IGNORE_LABEL
     for ann in annotations:
         if "dp_masks" in ann:
             with annotation_context(ann):
@@ -226,26 +220,13 @@ def link_images(densepose_root, coco_root, folder):
     return link
 
 
-def load_densepose_json(json_file):
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"DensePose JSON not found: {json_file}")
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Malformed JSON in {json_file}: {e}") from e
-    for key in ("images", "annotations"):
-        if key not in data:
-            raise ValueError(f"{json_file} has no {key!r} key; is it a DensePose-COCO file?")
-    return data
-
 
 def prepare_split(root, split, ignore_unannotated=True, point_radius=0, workers=1):
     """Convert one DensePose split; returns the sorted image stems of its lists."""
     coco_root = os.path.join(root, "coco")
     densepose_root = os.path.join(root, "densepose")
     json_file = os.path.join(coco_root, "annotations", f"densepose_{split}.json")
-    data = load_densepose_json(json_file)
+    data = load_coco_json(json_file, ("images", "annotations"), "DensePose-COCO")
     folder = IMAGE_FOLDER[split]
     image_dir = link_images(densepose_root, coco_root, folder)
 
