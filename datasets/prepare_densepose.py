@@ -39,6 +39,7 @@ from wss_d2.data.datasets.densepose_parts import DENSEPOSE_PART_CLASSES, FINE_TO
 
 from wss_d2.data.coco_format import decode_segmentation, load_coco_json
 from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.weak_labels.points import paint_footprints
 from wss_d2.data.writers import write_label_png
 
 NUM_PARTS = len(DENSEPOSE_PART_CLASSES)  # 15, background included
@@ -172,16 +173,7 @@ def _paint_points(label, ann, dy, dx):
     xs = round_half_up(x_box + fields["dp_x"] * w_box / DP_BOX_SCALE)
     ys = round_half_up(y_box + fields["dp_y"] * h_box / DP_BOX_SCALE)
     inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    # every disc pixel of every kept point, in point order (later points overwrite)
-    px = (xs[inside][:, None] + dx[None, :]).reshape(-1)
-    py = (ys[inside][:, None] + dy[None, :]).reshape(-1)
-    values = np.repeat(coarse[inside], dx.size)
-    keep = (px >= 0) & (px < width) & (py >= 0) & (py < height)
-    flat, values = py[keep] * width + px[keep], values[keep]
-    # numpy does not promise which repeated index wins: keep each pixel's last point
-    _, first_from_end = np.unique(flat[::-1], return_index=True)
-    last = flat.size - 1 - first_from_end
-    label.flat[flat[last]] = values[last]
+    paint_footprints(label, xs[inside], ys[inside], coarse[inside], dy, dx)  # later points overwrite
     return int(inside.sum()), int((~inside).sum())
 
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_whats_the_point", "drop_points_outside", "rasterize_points", "draw_discs"]
+__all__ = ["load_whats_the_point", "drop_points_outside", "rasterize_points", "draw_discs", "paint_footprints"]
 
 
 def _number(entry, key, json_file, image_id, index):
@@ -99,11 +99,19 @@ def draw_discs(label_map, cols, rows, values, radius):
     each pixel (rows[i], cols[i]) of `label_map`, in place and in order (later discs win).
     Parts of a disc outside the map are cut off.
     """
+    return paint_footprints(label_map, cols, rows, values, *_disc_offsets(int(radius)))
+
+
+def paint_footprints(label_map, cols, rows, values, dy, dx):
+    """
+    Paint values[i] at the pixels (rows[i] + dy, cols[i] + dx) of `label_map`, in place and in
+    order (a later point wins a pixel it shares with an earlier one); pixels outside the map
+    are cut off. `dy`, `dx`: the footprint's pixel offsets (e.g. a disc).
+    """
     cols, rows, values = (np.asarray(a).reshape(-1) for a in (cols, rows, values))
     if not cols.size:
         return label_map
-    dy, dx = _disc_offsets(int(radius))
-    # (num_points, disc_size) pixel grids, flattened point-major (drawing order)
+    # (num_points, footprint size) pixel grids, flattened point-major (drawing order)
     all_rows = (rows[:, None] + dy[None, :]).ravel()
     all_cols = (cols[:, None] + dx[None, :]).ravel()
     all_values = np.repeat(values, dy.size)
