@@ -22,8 +22,6 @@ NUM_CLASSES = 150
 EXPECTED_FILES = {"training": 20210, "validation": 2000}
 
 
-
-
 def read_ade_label(path):
     """An original ADE20K label map: single-channel uint8, values 0..150."""
     try:

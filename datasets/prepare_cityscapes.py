@@ -36,13 +36,10 @@ from wss_d2.data.datasets.paths import get_datasets_root
 from wss_d2.data.writers import write_label_png
 
 NUM_TRAIN_IDS = 19
-IGNORE_LABEL = 255
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
 TRAIN_IDS_SUFFIX = "_gtFine_labelTrainIds.png"
 EXPECTED_IMAGES = {"train": 2975, "val": 500, "test": 1525}
 CLICK_SAMPLER = "uniform_without_replacement_nested"
-
-
 
 
 def list_polygon_files(cityscapes_root, split):

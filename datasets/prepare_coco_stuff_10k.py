@@ -27,8 +27,6 @@ MAX_RAW_VALUE = 172  # 1 unlabeled + 171 classes
 EXPECTED_IMAGES = {"train": 9000, "test": 1000}
 
 
-
-
 def read_stems(list_file):
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"COCO-Stuff-10K image list not found: {list_file}")
@@ -61,7 +59,6 @@ def read_v1_label(mat_file):
         values = np.unique(label[bad])[:10].tolist()
         raise ValueError(f"{mat_file}: 'S' has values {values} outside the v1.0 range 1..{MAX_RAW_VALUE}")
     return label.astype(np.uint8)
-
 
 
 def prepare_split(stuff_root, split):

@@ -82,7 +82,6 @@ def build_tasks(data, json_file, image_dir, label_dir):
     return tasks
 
 
-
 def paint_labels(height, width, annotations, stem, json_file):
     """The label map of one image: annotations painted where still 0 (first one wins)."""
     label = np.zeros((height, width), dtype=np.uint8)

@@ -35,17 +35,16 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from wss_d2.data.datasets.densepose_parts import DENSEPOSE_PART_CLASSES, FINE_TO_COARSE
-
 from wss_d2.data.coco_format import decode_segmentation, load_coco_json
+from wss_d2.data.datasets.densepose_parts import DENSEPOSE_PART_CLASSES, FINE_TO_COARSE
 from wss_d2.data.datasets.paths import get_datasets_root
+from wss_d2.data.datasets.registration import IGNORE_LABEL
 from wss_d2.data.weak_labels.points import paint_footprints
 from wss_d2.data.writers import write_label_png
 
 NUM_PARTS = len(DENSEPOSE_PART_CLASSES)  # 15, background included
 NUM_DP_MASKS = NUM_PARTS - 1
 POINTS_UNLABELED = NUM_PARTS
-IGNORE_LABEL = 255
 DP_BOX_SCALE = 255.0  # dp_x, dp_y are box-relative in 0..255
 # split -> COCO image folder; real counts (datasets.md §9.1): images, persons with DensePose
 IMAGE_FOLDER = {"train2014": "train2014", "valminusminival2014": "val2014", "minival2014": "val2014"}
@@ -56,8 +55,6 @@ MAX_SHOWN = 5
 
 _FINE_TO_COARSE_LUT = np.zeros(max(FINE_TO_COARSE) + 1, dtype=np.uint8)
 _FINE_TO_COARSE_LUT[list(FINE_TO_COARSE)] = list(FINE_TO_COARSE.values())
-
-
 
 
 def round_half_up(values):
@@ -210,7 +207,6 @@ def link_images(densepose_root, coco_root, folder):
     os.makedirs(os.path.dirname(link), exist_ok=True)
     os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
     return link
-
 
 
 def prepare_split(root, split, ignore_unannotated=True, point_radius=0, workers=1):

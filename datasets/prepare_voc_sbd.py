@@ -73,8 +73,6 @@ def read_voc_label(png_file):
     return label.astype(np.uint8)
 
 
-
-
 def write_list(ids, list_file):
     tmp_file = list_file + ".tmp"
     with open(tmp_file, "w") as f:

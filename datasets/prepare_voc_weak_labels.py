@@ -57,7 +57,6 @@ def image_size(jpg_file):
     return width, height
 
 
-
 def write_voc_tags(voc_root, tags_file, splits=("train_aug", "val"), int_keys=False):
     """Tags of every image of `splits` from its Annotations XML; returns {id: label values}."""
     list_dir = os.path.join(voc_root, "ImageSets", "Segmentation")

@@ -37,7 +37,6 @@ def find_cityscapes_root(datasets_root=None):
     return require_dataset_dir(os.path.join(datasets_root or get_datasets_root(), "cityscapes"), "Cityscapes")
 
 
-
 def list_cityscapes_images(cityscapes_root, split):
     """
     Dicts (file_name, image_id = <city>_<seq>_<frame>, height, width) of
