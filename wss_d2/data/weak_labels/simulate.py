@@ -90,7 +90,13 @@ def simulate_points(label, rng, *, points_per_object, num_classes, ignore_label=
     object (all of them if it is smaller) and `background_points` (default: the same n) in the
     background, as annotators click (What's the Point) and the background clicks of TEL.
     """
-    regions, classes = _regions(label, num_classes, ignore_label, False, background_class)
+    objects = _regions(label, num_classes, ignore_label, False, background_class)
+    return _sample_points(label, objects, rng, points_per_object, background_class, background_points)
+
+
+def _sample_points(label, objects, rng, points_per_object, background_class, background_points):
+    """simulate_points on the (region map, region classes) `objects` of `label`."""
+    regions, classes = objects
     rows, cols = np.nonzero(regions)
     chosen = _sample_per_group(regions[rows, cols], points_per_object, rng)
     picks = [np.stack([cols[chosen], rows[chosen], classes[regions[rows[chosen], cols[chosen]]]], 1)]
@@ -218,7 +224,9 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
         image_id = record["image_id"]
         label = read_label_map(record["sem_seg_file_name"])
         height, width = label.shape
-        rng = image_rng(seed, image_id)
+        # one generator per kind keeps each kind reproducible on its own
+        seeds = image_rng(seed, image_id).integers(2**63, size=3)
+        points_rng, scribble_rng, click_rng = (np.random.default_rng(s) for s in seeds)
         stats["images"] += 1
         if "tags" in kinds:
             tags[image_id] = tags_from_label_map(label, num_classes, ignore_label, background_class)
@@ -229,14 +237,10 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
                 image_id, width, height, [(class_names[c], box) for c, box in boxes],
             )
         if "points" in kinds:
-            # one generator per kind keeps each kind reproducible on its own
-            points = simulate_points(
-                label, np.random.default_rng(rng.integers(2**63)), points_per_object=points_per_object,
-                num_classes=num_classes, ignore_label=ignore_label, background_class=background_class,
-                background_points=background_points,
-            )
+            objects = _regions(label, num_classes, ignore_label, False, background_class)
+            points = _sample_points(label, objects, points_rng, points_per_object, background_class, background_points)
             stats["points"] += len(points)
-            stats["objects"] += len(_regions(label, num_classes, ignore_label, False, background_class)[1]) - 1
+            stats["objects"] += len(objects[1]) - 1
             discs = draw_discs(np.full(label.shape, num_classes, np.uint8), points[:, 0], points[:, 1],
                                points[:, 2].astype(np.uint8), radius=1)
             write_label_png(discs, os.path.join(output_dir, dirs["points"], image_id + ".png"))
@@ -244,20 +248,16 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
                 {"x": int(x), "y": int(y), "cls": int(c), "rank": int(r)}
                 for (x, y, c), r in zip(points.tolist(), _rank_within_class(points[:, 2]))
             ]
-        else:
-            rng.integers(2**63)
         if "scribbles" in kinds:
             scribble, kept, total = simulate_scribbles(
-                label, np.random.default_rng(rng.integers(2**63)), fraction=scribble_fraction,
+                label, scribble_rng, fraction=scribble_fraction,
                 num_classes=num_classes, ignore_label=ignore_label, background_class=background_class,
             )
             stats["skeleton_kept"] += kept
             stats["skeleton_total"] += total
             write_label_png(scribble, os.path.join(output_dir, dirs["scribbles"], image_id + ".png"))
-        else:
-            rng.integers(2**63)
         if "clicks" in kinds:
-            clicks = simulate_clicks(label, np.random.default_rng(rng.integers(2**63)), num_clicks=num_clicks,
+            clicks = simulate_clicks(label, click_rng, num_clicks=num_clicks,
                                      num_classes=num_classes, ignore_label=ignore_label)
             stats["clicks"] += len(clicks)
             canvas = np.full(label.shape, num_classes, np.uint8)
