@@ -83,7 +83,7 @@ def main(argv=None):
     from wss_d2.data.datasets import register_pseudo_labels_from_config
     from wss_d2.data.writers import write_label_png
     from wss_d2.engine import Trainer
-    from wss_d2.evaluation import segmentation_metrics
+    from wss_d2.evaluation import confusion_matrix, segmentation_metrics
     from wss_d2.inference import DenseCRFPool, maybe_wrap_with_tta
 
     setup_logger(name="wss_d2")
@@ -151,9 +151,7 @@ def main(argv=None):
                 valid = (gt != ignore) & (label != ignore)
                 labelled[0] += int(valid.sum())
                 labelled[1] += int((gt != ignore).sum())
-                confusion += np.bincount(
-                    num_classes * gt[valid].astype(np.int64) + label[valid], minlength=num_classes**2
-                ).reshape(num_classes, num_classes)
+                confusion += confusion_matrix(gt[valid], label[valid], num_classes)
     finally:
         if pool is not None:
             pool.close()

@@ -1,3 +1,3 @@
 """Evaluators (detectron2's DatasetEvaluator interface) shared by every wss_d2 method."""
-from .sem_seg_evaluation import WSSSemSegEvaluator, segmentation_metrics
+from .sem_seg_evaluation import WSSSemSegEvaluator, confusion_matrix, segmentation_metrics
 from .cam_evaluation import CAMEvaluator

@@ -54,6 +54,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.readers import check_label_values, read_label_map
+from .sem_seg_evaluation import confusion_matrix
 
 __all__ = ["CAMEvaluator", "threshold_grid", "per_class_scores"]
 
@@ -251,9 +252,7 @@ class CAMEvaluator(DatasetEvaluator):
                 self._multiplier[i] += self._confusion(gt_valid, torch.where(scaled >= best, bg, best_class))
 
     def _confusion(self, gt, pred):
-        K = self.num_classes
-        pred = pred.cpu().numpy().astype(np.int64)
-        return np.bincount(gt * K + pred, minlength=K * K).reshape(K, K)
+        return confusion_matrix(gt, pred.cpu().numpy(), self.num_classes)
 
     def _check(self, maps, labels, gt, file_name, label_file):
         K = self.num_classes

@@ -29,9 +29,17 @@ from detectron2.utils.file_io import PathManager
 
 from ..data.readers import read_image, read_label_map
 
-__all__ = ["WSSSemSegEvaluator", "segmentation_metrics"]
+__all__ = ["WSSSemSegEvaluator", "confusion_matrix", "segmentation_metrics"]
 
 logger = logging.getLogger(__name__)
+
+
+def confusion_matrix(gt, pred, num_classes):
+    """(K, K) counts of (GT row, prediction column) over paired label arrays of values 0..K-1
+    (the caller leaves out ignored pixels)."""
+    gt = np.asarray(gt, dtype=np.int64).reshape(-1)
+    pred = np.asarray(pred, dtype=np.int64).reshape(-1)
+    return np.bincount(num_classes * gt + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def segmentation_metrics(confusion, class_names, base_classes=None, novel_classes=None):
@@ -172,9 +180,7 @@ class WSSSemSegEvaluator(DatasetEvaluator):
                 f"Label map {label_file} has values {np.unique(gt[valid & (gt >= K)])[:10].tolist()} "
                 f"outside the class ids 0..{K - 1} and the ignore label {self.ignore_label}"
             )
-        self._confusion += np.bincount(
-            K * gt[valid].astype(np.int64) + pred[valid].astype(np.int64), minlength=K * K
-        ).reshape(K, K)
+        self._confusion += confusion_matrix(gt[valid], pred[valid], K)
 
     def evaluate(self):
         if self.crf is not None:
