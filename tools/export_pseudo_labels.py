@@ -108,8 +108,8 @@ def main(argv=None):
     mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.dataset])
     loader = build_detection_test_loader(records, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
-    def jobs():
-        """(image id, image, probabilities) per image, produced lazily (bounded memory)."""
+    def predictions():
+        """(image id, input, probabilities) per image, produced lazily (bounded memory)."""
         with torch.no_grad():
             for inputs in loader:
                 for input, output in zip(inputs, model(inputs)):
@@ -120,41 +120,35 @@ def main(argv=None):
                             raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
                         probs = restrict_to_tags(probs, input["image_labels"].numpy())
                     image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
-                    yield image_id, read_image(input["file_name"], "RGB"), probs
+                    yield image_id, input, probs
+
+    def refined():
+        """(image id, probabilities), after dense CRF on the worker pool with --crf."""
+        if not args.crf:
+            for image_id, _, probs in predictions():
+                yield image_id, probs
+            return
+        with DenseCRFPool(cfg) as pool:
+            for image_id, input, probs in predictions():
+                pool.submit(image_id, read_image(input["file_name"], "RGB"), probs)
+                yield from pool.results()
+            yield from pool.drain()
 
     confusion = np.zeros((num_classes, num_classes), np.int64)
     labelled = [0, 0]  # GT-valid pixels that the pseudo labels label, GT-valid pixels
     written = 0
-    pending_ids = []
-
-    def ordered_jobs():
-        for image_id, image, probs in jobs():
-            pending_ids.append(image_id)
-            yield image, probs
-
-    if args.crf:
-        pool = DenseCRFPool(cfg)
-        refined = pool.map(ordered_jobs())
-    else:
-        pool = None
-        refined = (probs for _, probs in ordered_jobs())
-    try:
-        for index, probs in enumerate(refined):
-            image_id = pending_ids[index]
-            label = probs.argmax(0).astype(np.uint8)
-            if args.threshold > 0:
-                label[probs.max(0) < args.threshold] = ignore
-            write_label_png(label, os.path.join(args.output, f"{image_id}.png"))
-            written += 1
-            if image_id in gt_files:
-                gt = read_label_map(gt_files[image_id])
-                valid = (gt != ignore) & (label != ignore)
-                labelled[0] += int(valid.sum())
-                labelled[1] += int((gt != ignore).sum())
-                confusion += confusion_matrix(gt[valid], label[valid], num_classes)
-    finally:
-        if pool is not None:
-            pool.close()
+    for image_id, probs in refined():
+        label = probs.argmax(0).astype(np.uint8)
+        if args.threshold > 0:
+            label[probs.max(0) < args.threshold] = ignore
+        write_label_png(label, os.path.join(args.output, f"{image_id}.png"))
+        written += 1
+        if image_id in gt_files:
+            gt = read_label_map(gt_files[image_id])
+            valid = (gt != ignore) & (label != ignore)
+            labelled[0] += int(valid.sum())
+            labelled[1] += int((gt != ignore).sum())
+            confusion += confusion_matrix(gt[valid], label[valid], num_classes)
 
     report = {"images": written, "output": os.path.abspath(args.output), "crf": args.crf, "threshold": args.threshold}
     if confusion.sum():
