@@ -74,17 +74,8 @@ def load_voc_sem_seg(
     and label must exist: the check runs here, before training starts, so a broken dataset
     fails in seconds rather than hours into a run.
     """
-    if not os.path.isdir(voc_root):
-        raise FileNotFoundError(
-            f"Dataset root {voc_root} does not exist. Put the dataset there, or point "
-            "$WSS_DATASETS (or $DETECTRON2_DATASETS) at the folder that holds it; "
-            "see datasets/README.md."
-        )
-    list_file = os.path.join(voc_root, list_dir, split + ".txt")
-    ids = read_split_ids(list_file)
-    images = [os.path.join(voc_root, image_dir, i + ".jpg") for i in ids]
+    ids, images, list_file = _voc_split(voc_root, split, list_dir, image_dir)
     labels = [os.path.join(voc_root, label_dir, i + ".png") for i in ids]
-    require_files(images, "images", list_file)
     require_files(labels, "label maps", list_file)
     return [
         {"file_name": image, "sem_seg_file_name": label, "image_id": image_id}
@@ -95,7 +86,11 @@ def load_voc_sem_seg(
 def _voc_split(voc_root, split, list_dir, image_dir="JPEGImages"):
     """(ids, image paths, list file) of a split whose images all exist."""
     if not os.path.isdir(voc_root):
-        raise FileNotFoundError(f"Dataset root {voc_root} does not exist; see datasets/README.md.")
+        raise FileNotFoundError(
+            f"Dataset root {voc_root} does not exist. Put the dataset there, or point "
+            "$WSS_DATASETS (or $DETECTRON2_DATASETS) at the folder that holds it; "
+            "see datasets/README.md."
+        )
     list_file = os.path.join(voc_root, list_dir, split + ".txt")
     ids = read_split_ids(list_file)
     images = [os.path.join(voc_root, image_dir, i + ".jpg") for i in ids]
@@ -145,20 +140,18 @@ def load_voc_weak_labels(
                 {"bbox": o["bbox"], "bbox_mode": BoxMode.XYXY_ABS, "category_id": o["category_id"]}
                 for o in parsed["objects"]
             ]
-    elif kind in ("scribbles", "points", "clicks"):
-        files = [os.path.join(voc_root, sparse_dir, i + ".png") for i in ids]
-        require_files(files, f"{kind} label maps ({sparse_dir}/<id>.png)", list_file)
-        for d, f in zip(dicts, files):
-            d["sparse_sem_seg_file_name"] = f
     elif kind == "points_json":
         table = load_whats_the_point([os.path.join(voc_root, f) for f in point_files])
         for d in dicts:
             d["points"] = table.get(d["image_id"], np.zeros((0, 3))).tolist()
-    elif kind in ("pseudo", "weak_shot"):
-        folder = pseudo_dir if kind == "pseudo" else sem_seg_dir
+    elif kind in ("scribbles", "points", "clicks", "pseudo", "weak_shot"):
+        # a label PNG per image: <folder>/<id>.png under the dict field of its kind
+        key, folder = {
+            "pseudo": ("pseudo_sem_seg_file_name", pseudo_dir),
+            "weak_shot": ("sem_seg_file_name", sem_seg_dir),
+        }.get(kind, ("sparse_sem_seg_file_name", sparse_dir))
         files = [os.path.join(voc_root, folder, i + ".png") for i in ids]
-        require_files(files, f"label maps ({folder}/<id>.png)", list_file)
-        key = "pseudo_sem_seg_file_name" if kind == "pseudo" else "sem_seg_file_name"
+        require_files(files, f"{kind} label maps ({folder}/<id>.png)", list_file)
         for d, f in zip(dicts, files):
             d[key] = f
     else:
