@@ -1,10 +1,26 @@
+import importlib.util
 import os
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 MAIN_CONFIG = os.path.join(CONFIGS, "synthetic", "deeplabv3plus_R18.yaml")
+
+
+def load_script(relative_path):
+    """
+    Import a script of the repository (e.g. "tools/export_pseudo_labels.py") as a module,
+    once; it is registered in sys.modules so that pool workers can unpickle its functions.
+    """
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture(scope="session", autouse=True)

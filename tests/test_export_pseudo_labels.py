@@ -1,6 +1,5 @@
 """tools/export_pseudo_labels.py: scores to probabilities (segmentation or CAMs), tag restriction,
 and the pseudo-label registration its second_stage.yaml relies on."""
-import importlib.util
 import os
 
 import numpy as np
@@ -13,14 +12,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from wss_d2 import get_wss_cfg
 from wss_d2.data.datasets import register_pseudo_label_dataset, register_pseudo_labels_from_config
 
-from .conftest import REPO
+from .conftest import load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("export_pseudo_labels", os.path.join(REPO, "tools", "export_pseudo_labels.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export_pseudo_labels.py")
 
 
 def test_segmentation_scores_become_a_softmax():

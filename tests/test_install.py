@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import subprocess
 import sys
@@ -6,17 +5,10 @@ import time
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-install_detectron2 = _load_tool("install_detectron2")
+install_detectron2 = load_script("tools/install_detectron2.py")
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ Cityscapes trainIds and clicks, DensePose parts and points), run on tiny fixture
 the raw formats of the real releases.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -24,17 +23,7 @@ from wss_d2.data.datasets.densepose_parts import (
     flip_part_labels,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script(name):
-    """Import datasets/<name>.py (registered in sys.modules so pool workers can unpickle its functions)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "datasets", name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from .conftest import REPO, load_script
 
 
 def read_png(path):
@@ -138,7 +127,7 @@ def reference_coco_labels(json_file):
 
 
 def test_coco_voc_style_labels_lists_and_tags(tmp_path, capsys):
-    script = load_script("prepare_coco_voc_style")
+    script = load_script("datasets/prepare_coco_voc_style.py")
     coco = write_coco_fixture(str(tmp_path))
     script.main(["--root", str(tmp_path), "--split", "train", "--workers", "1"])
 
@@ -179,7 +168,7 @@ def test_coco_voc_style_labels_lists_and_tags(tmp_path, capsys):
 
 
 def test_coco_voc_style_is_idempotent_with_a_pool(tmp_path):
-    script = load_script("prepare_coco_voc_style")
+    script = load_script("datasets/prepare_coco_voc_style.py")
     coco = write_coco_fixture(str(tmp_path))
     script.main(["--root", str(tmp_path), "--workers", "1"])
     label_file = os.path.join(coco, "SegmentationClass", "train2014", TRAIN_WITH_ANNS + ".png")
@@ -204,7 +193,7 @@ def test_coco_voc_style_is_idempotent_with_a_pool(tmp_path):
 
 
 def test_coco_voc_style_reads_mcc_image_layout(tmp_path):
-    script = load_script("prepare_coco_voc_style")
+    script = load_script("datasets/prepare_coco_voc_style.py")
     coco = write_coco_fixture(str(tmp_path))
     os.makedirs(os.path.join(coco, "JPEGImages"))
     os.rename(os.path.join(coco, "val2014"), os.path.join(coco, "JPEGImages", "val2014"))
@@ -213,7 +202,7 @@ def test_coco_voc_style_reads_mcc_image_layout(tmp_path):
 
 
 def test_coco_voc_style_errors(tmp_path):
-    script = load_script("prepare_coco_voc_style")
+    script = load_script("datasets/prepare_coco_voc_style.py")
     with pytest.raises(FileNotFoundError, match="coco.train2014"):
         script.main(["--root", str(tmp_path), "--split", "train", "--workers", "1"])
 
@@ -272,7 +261,7 @@ def write_stuff_fixture(root):
 
 
 def test_coco_stuff_10k_conversion(tmp_path):
-    script = load_script("prepare_coco_stuff_10k")
+    script = load_script("datasets/prepare_coco_stuff_10k.py")
     stuff, labels = write_stuff_fixture(str(tmp_path))
     for _ in range(2):  # idempotent
         script.main(["--root", str(tmp_path)])
@@ -289,7 +278,7 @@ def test_coco_stuff_10k_conversion(tmp_path):
 
 
 def test_coco_stuff_10k_errors(tmp_path):
-    script = load_script("prepare_coco_stuff_10k")
+    script = load_script("datasets/prepare_coco_stuff_10k.py")
     with pytest.raises(FileNotFoundError, match="coco_stuff_10k"):
         script.main(["--root", str(tmp_path)])
 
@@ -328,7 +317,7 @@ def write_ade_fixture(root):
 
 
 def test_ade20k_shift(tmp_path, monkeypatch):
-    script = load_script("prepare_ade20k")
+    script = load_script("datasets/prepare_ade20k.py")
     ade, labels = write_ade_fixture(str(tmp_path))
     monkeypatch.setenv("WSS_DATASETS", str(tmp_path))  # default root
     script.main([])
@@ -353,7 +342,7 @@ def test_ade20k_command_line(tmp_path):
 
 
 def test_ade20k_errors(tmp_path):
-    script = load_script("prepare_ade20k")
+    script = load_script("datasets/prepare_ade20k.py")
     with pytest.raises(FileNotFoundError, match=r"annotations.training"):
         script.main(["--root", str(tmp_path)])
     ade, _ = write_ade_fixture(str(tmp_path))
@@ -415,7 +404,7 @@ def expected_aachen_train_ids():
 
 
 def test_cityscapes_train_ids(tmp_path):
-    script = load_script("prepare_cityscapes")
+    script = load_script("datasets/prepare_cityscapes.py")
     cityscapes = write_cityscapes_fixture(str(tmp_path))
     script.main(["--root", str(tmp_path), "--workers", "1"])
     aachen = read_png(os.path.join(cityscapes, "gtFine", "train", "aachen", AACHEN + "_gtFine_labelTrainIds.png"))
@@ -434,7 +423,7 @@ def read_clicks(cityscapes, num_clicks, name):
 
 
 def test_cityscapes_clicks(tmp_path, capsys):
-    script = load_script("prepare_cityscapes")
+    script = load_script("datasets/prepare_cityscapes.py")
     cityscapes = write_cityscapes_fixture(str(tmp_path))
     script.main(["--root", str(tmp_path), "--clicks", "20", "50", "--seed", "3", "--workers", "1"])
     assert f"{BOCHUM}" in capsys.readouterr().err  # warned: fewer valid pixels than clicks
@@ -478,7 +467,7 @@ def test_cityscapes_clicks(tmp_path, capsys):
 
 
 def test_cityscapes_errors(tmp_path):
-    script = load_script("prepare_cityscapes")
+    script = load_script("datasets/prepare_cityscapes.py")
     with pytest.raises(FileNotFoundError, match=r"gtFine.train"):
         script.main(["--root", str(tmp_path), "--workers", "1"])
     write_cityscapes_fixture(str(tmp_path))
@@ -573,7 +562,7 @@ def test_densepose_part_tables():
 
 
 def test_densepose_parts_points_and_lists(tmp_path):
-    script = load_script("prepare_densepose")
+    script = load_script("datasets/prepare_densepose.py")
     densepose = write_densepose_fixture(str(tmp_path))
     for _ in range(2):  # idempotent, links made once
         script.main(["--root", str(tmp_path), "--split", "train2014", "minival2014", "--workers", "1"])
@@ -614,7 +603,7 @@ def test_densepose_parts_points_and_lists(tmp_path):
 
 
 def test_densepose_options(tmp_path):
-    script = load_script("prepare_densepose")
+    script = load_script("datasets/prepare_densepose.py")
     densepose = write_densepose_fixture(str(tmp_path))
     script.main(["--root", str(tmp_path), "--split", "minival2014", "train2014", "--workers", "2",
                  "--no-ignore-unannotated", "--point-radius", "1"])
@@ -629,7 +618,7 @@ def test_densepose_options(tmp_path):
 
 
 def test_densepose_errors(tmp_path):
-    script = load_script("prepare_densepose")
+    script = load_script("datasets/prepare_densepose.py")
     with pytest.raises(FileNotFoundError, match="densepose_train2014.json"):
         script.main(["--root", str(tmp_path), "--split", "train2014", "--workers", "1"])
     write_densepose_fixture(str(tmp_path), fine_parts=[1.0, 25.0, 9.0, 2.0])

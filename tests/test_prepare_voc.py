@@ -1,5 +1,4 @@
 """datasets/prepare_voc_sbd.py and datasets/prepare_voc_weak_labels.py on tiny VOC/SBD fixtures."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,21 +15,14 @@ from wss_d2.data.datasets.pascal_voc import voc_palette
 from wss_d2.data.readers import read_label_map
 from wss_d2.data.weak_labels import load_image_tags
 
+from .conftest import REPO, load_script
 from .test_weak_label_formats import scribblesup_xml, voc_xml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W, H = 12, 10
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "datasets", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare_voc_sbd = _load_script("prepare_voc_sbd")
-prepare_voc_weak_labels = _load_script("prepare_voc_weak_labels")
+prepare_voc_sbd = load_script("datasets/prepare_voc_sbd.py")
+prepare_voc_weak_labels = load_script("datasets/prepare_voc_weak_labels.py")
 
 # VOC train / val, SBD train / val (datasets.md §2.3): 2007_000039 is in VOC train and SBD
 # (VOC wins), 2007_000033 is VOC val and SBD val (stays out of train_aug).

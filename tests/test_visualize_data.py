@@ -5,16 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import MAIN_CONFIG, REPO
+from .conftest import MAIN_CONFIG, load_script
 
 
 def _tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("visualize_data", os.path.join(REPO, "tools", "visualize_data.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/visualize_data.py")
 
 
 @pytest.mark.parametrize("suffix", ["", "_tags", "_boxes", "_scribbles", "_points_json", "_clicks"])
