@@ -205,24 +205,23 @@ class WeakLabelDatasetMapper:
         if tags is None:
             return None
         tags = np.asarray(tags, dtype=np.int64).reshape(-1)
-        if ((tags < 0) | (tags >= self.num_classes)).any():
-            raise ValueError(
-                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: image_labels "
-                f"{tags.tolist()} outside the class ids 0..{self.num_classes - 1}"
-            )
+        self._check_class_ids(tags, "image_labels", dataset_dict)
         return tags
+
+    def _check_class_ids(self, values, what, dataset_dict):
+        """Raise, naming the image, if `values` are not integer class ids 0..K-1."""
+        if ((values < 0) | (values >= self.num_classes) | (values != np.round(values))).any():
+            raise ValueError(
+                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: {what} "
+                f"{np.unique(values)[:10].tolist()} outside the class ids 0..{self.num_classes - 1}"
+            )
 
     def _read_points(self, dataset_dict):
         points = dataset_dict.get("points")
         if points is None:
             return None
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        classes = points[:, 2]
-        if ((classes < 0) | (classes >= self.num_classes) | (classes != np.round(classes))).any():
-            raise ValueError(
-                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: point classes "
-                f"{np.unique(classes)[:10].tolist()} outside the class ids 0..{self.num_classes - 1}"
-            )
+        self._check_class_ids(points[:, 2], "point classes", dataset_dict)
         return points
 
     def _read_boxes(self, dataset_dict):
@@ -234,11 +233,7 @@ class WeakLabelDatasetMapper:
         for i, ann in enumerate(annotations):
             boxes[i] = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
             classes[i] = ann["category_id"]
-        if ((classes < 0) | (classes >= self.num_classes)).any():
-            raise ValueError(
-                f"Image {dataset_dict.get('image_id', dataset_dict['file_name'])}: box category_id "
-                f"{classes.tolist()} outside the class ids 0..{self.num_classes - 1}"
-            )
+        self._check_class_ids(classes, "box category_id", dataset_dict)
         return boxes, classes
 
     def _empty_weak_label(self, dataset_dict, dense, dense_file, sparse, tags, points, boxes):
