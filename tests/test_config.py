@@ -27,15 +27,19 @@ def test_new_keys_have_defaults():
     assert cfg.SOLVER.POLY_LR_POWER == 0.9
 
 
-def test_every_new_key_has_a_comment():
-    """Each key add_wss_config sets (besides the DeepLab project's) is preceded by a comment."""
+@pytest.mark.parametrize("function", ["add_wss_config", "add_sipe_config", "add_irn_config"])
+def test_every_new_key_has_a_comment(function):
+    """Each key wss_d2 adds (besides the DeepLab project's) is preceded by a comment."""
     import inspect
 
     from wss_d2 import config
+    from wss_d2.methods import irn, sipe
 
-    lines = inspect.getsource(config.add_wss_config).splitlines()
+    source = {"add_wss_config": config.add_wss_config, "add_sipe_config": sipe.add_sipe_config,
+              "add_irn_config": irn.add_irn_config}[function]
+    lines = inspect.getsource(source).splitlines()
     for i, line in enumerate(lines):
-        if line.strip().startswith("cfg.") and "=" in line:
+        if line.strip().startswith("cfg.") and "=" in line and "CN()" not in line:
             assert lines[i - 1].strip().startswith("#"), f"no comment above: {line.strip()}"
 
 
@@ -43,8 +47,15 @@ def test_every_new_key_has_a_comment():
     "path", sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
 )
 def test_every_config_loads(path):
+    """Every shipped config merges and names registered components."""
+    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
+
     cfg = get_wss_cfg(path)
-    assert cfg.MODEL.SEM_SEG_HEAD.NAME == "WSSDeepLabV3PlusHead"
+    assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY
+    assert cfg.MODEL.BACKBONE.NAME in BACKBONE_REGISTRY
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
+        assert cfg.MODEL.SEM_SEG_HEAD.NAME in SEM_SEG_HEADS_REGISTRY
+    assert all(isinstance(name, str) for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
 
 
 def test_main_config_inherits_base():

@@ -106,6 +106,8 @@ def test_refine_labels_keeps_clean_map_and_removes_salt_noise():
     assert (noisy != clean).sum() == len(salt)
     np.testing.assert_array_equal(refined, clean)
     assert refined.dtype == np.uint8
+    image.setflags(write=False)  # as np.asarray(PIL image) gives; pydensecrf needs a writable buffer
+    np.testing.assert_array_equal(crf.refine_labels(image, noisy, n_labels=3), clean)
 
 
 def test_from_config_defaults_and_overrides():

@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from wss_d2 import get_wss_cfg
 from wss_d2.modeling import WSSDeepLabV3PlusHead
 from wss_d2.solver import build_lr_scheduler, build_optimizer
 
-from .conftest import MAIN_CONFIG
+from .conftest import CONFIGS, MAIN_CONFIG
 
 OS16 = ["MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "2"]
 OS8 = ["MODEL.RESNETS.RES4_DILATION", "2", "MODEL.RESNETS.RES5_DILATION", "4"]
@@ -172,3 +173,32 @@ def test_poly_schedule_with_warmup():
     assert lrs[5] == pytest.approx((0.1 + 0.9 * 5 / 10) * (1 - 5 / 100) ** 0.9)
     assert lrs[50] == pytest.approx((1 - 50 / 100) ** 0.9)
     assert lrs[99] == pytest.approx((1 - 99 / 100) ** 0.9)
+
+
+def test_deeplab_v2_head_sums_four_dilated_branches_and_trains_at_its_stride():
+    from wss_d2.modeling import DeepLabV2Head
+
+    torch.manual_seed(0)
+    head = DeepLabV2Head({"res5": ShapeSpec(channels=8, stride=8)}, in_feature="res5", num_classes=3)
+    assert [b.dilation[0] for b in head.branches] == [6, 12, 18, 24]
+    assert all(b.bias is not None and b.bias.abs().sum() == 0 for b in head.branches)
+    x = torch.randn(2, 8, 5, 6)
+    logits = head.layers({"res5": x})
+    assert torch.allclose(logits, sum(b(x) for b in head.branches))
+    head.eval()
+    assert head({"res5": x})[0].shape == (2, 3, 40, 48)  # upsampled to the padded input
+    head.train()
+    targets = torch.randint(0, 3, (2, 40, 48))
+    targets[0, :8] = 255
+    loss = head({"res5": x}, targets)[1]["loss_sem_seg"]
+    small = targets[:, ::8, ::8]  # nearest to the logits' size: pixel 8i
+    expected = torch.nn.functional.cross_entropy(logits, small, ignore_index=255)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_second_stage_deeplab_v2_config_builds():
+    cfg = get_wss_cfg(os.path.join(CONFIGS, "voc", "deeplabv2_R101_pseudo.yaml"), ["MODEL.WEIGHTS", ""])
+    model = build_model(cfg)
+    assert model.backbone.output_shape()["res5"].stride == 8
+    assert type(model.sem_seg_head).__name__ == "DeepLabV2Head"
+    assert all(not isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())  # frozen BN

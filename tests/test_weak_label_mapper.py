@@ -19,7 +19,7 @@ from detectron2.structures import BoxMode
 
 from wss_d2 import get_wss_cfg
 from wss_d2.data import WeakLabelDatasetMapper
-from wss_d2.data.augmentation import RandomScale
+from wss_d2.data.augmentation import RandomLongSide, RandomScale
 from wss_d2.data.datasets.registration import register_sem_seg_dataset
 from wss_d2.data.weak_labels.cams import write_irn_cams
 
@@ -310,6 +310,53 @@ def test_padding_and_valid_mask(tmp_path, image_file):
     assert valid[:24, :32].all() and not valid[24:].any() and not valid[:, 32:].any()
     assert (out["sparse_sem_seg"].numpy()[~valid] == 255).all()
     assert (out["image"].numpy()[:, ~valid] == 0).all()
+
+
+def test_random_long_side_and_random_pad_position_move_every_label(tmp_path, image_file):
+    """SIPE's augmentation (sipe.md §4.3): long side in [min, max] with PIL bicubic, the small
+    image placed at a random offset of the padded crop; points, boxes and the mask follow."""
+    label, points = _point_map()
+    record = {
+        "file_name": image_file,
+        "points": points.tolist(),
+        "annotations": [{"bbox": [10, 5, 30, 25], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 3}],
+    }
+    mapper = WeakLabelDatasetMapper(
+        True, augmentations=[RandomLongSide(40, 50)], image_format="RGB", num_classes=K, weak_label="points",
+        pad_to_size=(64, 64), pad_position="random",
+    )
+    offsets = set()
+    for seed in range(12):
+        np.random.seed(seed)
+        out = mapper(record)
+        valid = out["valid_mask"].numpy()
+        rows, cols = np.nonzero(valid)
+        top, left, h, w = rows.min(), cols.min(), np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert 40 <= max(h, w) <= 50 and valid.sum() == h * w
+        offsets.add((top, left))
+        # every point decodes (through the coordinate image) to its own source position
+        xy = out["points"].numpy()
+        x, y = _decode(out["image"], np.floor(xy[:, 1]).astype(int), np.floor(xy[:, 0]).astype(int))
+        source = {(int(c), int(r)): cls for c, r, cls in points}
+        for (px, py, cls), sx, sy in zip(xy, x, y):
+            nearest = min(source, key=lambda p: (p[0] - sx) ** 2 + (p[1] - sy) ** 2)
+            # bicubic's wider support bends the coordinate ramp near the border: 2.5 px, not 1.7
+            assert np.hypot(nearest[0] - sx, nearest[1] - sy) < 2.5 and source[nearest] == cls
+        box = out["instances"].gt_boxes.tensor.numpy()[0]
+        scale = max(h, w) / W
+        assert box == pytest.approx([left + 10 * scale, top + 5 * scale, left + 30 * scale, top + 25 * scale], abs=0.6)
+    assert len(offsets) > 6  # not always the top-left corner
+
+
+def test_test_time_tags_come_from_the_gt_of_a_labelled_split(tmp_path, image_file):
+    label = np.zeros((H, W), np.uint8)
+    label[5:20, 5:20] = 7
+    label[30:, 30:] = 255
+    record = {"file_name": image_file, "sem_seg_file_name": _save(str(tmp_path / "gt.png"), label)}
+    evaluation = WeakLabelDatasetMapper(False, augmentations=[], image_format="RGB", num_classes=K)
+    assert np.nonzero(evaluation(record)["image_labels"].numpy())[0].tolist() == [0, 7]
+    training = WeakLabelDatasetMapper(True, augmentations=[], image_format="RGB", num_classes=K)
+    assert "image_labels" not in training(record)  # never from pixels at training time
 
 
 @pytest.mark.parametrize(

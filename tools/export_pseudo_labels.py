@@ -38,6 +38,11 @@ def parse_args(argv=None):
     parser.add_argument("--restrict-to-tags", action="store_true",
                         help="keep only the image's tagged classes (and background) in the scores")
     parser.add_argument("--crf", action="store_true", help="refine with dense CRF (TEST.CRF.* parameters)")
+    parser.add_argument("--ir-labels", action="store_true",
+                        help="--source cams with a background channel (SIPE): confident-region labels "
+                             "{0, class, 255} by dense CRF (TEST.IR_LABELS.*, sipe.md §7.1)")
+    parser.add_argument("--save-cams", default="",
+                        help="also write each image's CAMs (<image_id>.npy, SIPE/IRN format) to this folder")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="pixels whose top probability is below this become 255 (ignore)")
     parser.add_argument("--name", default="", help="registered name of the pseudo-label set (default <dataset>_pseudo_export)")
@@ -65,6 +70,14 @@ def scores_to_probs(output, source, num_classes, bg_threshold, background_class)
     return scores / np.maximum(scores.sum(0, keepdims=True), 1e-8)
 
 
+def argmax_with_threshold(probs, threshold, ignore):
+    """uint8 argmax of (K, H, W) probabilities; pixels whose top probability is below `threshold` get `ignore`."""
+    label = probs.argmax(0).astype(np.uint8)
+    if threshold > 0:
+        label[probs.max(0) < threshold] = ignore
+    return label
+
+
 def restrict_to_tags(probs, image_labels):
     present = np.asarray(image_labels).reshape(-1) > 0
     probs = probs * present[:, None, None]
@@ -84,7 +97,12 @@ def main(argv=None):
     from wss_d2.data.writers import write_label_png
     from wss_d2.engine import Trainer
     from wss_d2.evaluation import confusion_matrix, segmentation_metrics
-    from wss_d2.inference import DenseCRFPool, maybe_wrap_with_tta
+    from wss_d2.data.weak_labels.cams import write_irn_cams
+    from wss_d2.inference import DenseCRF, DenseCRFPool, maybe_wrap_with_tta
+    from wss_d2.inference.ir_labels import combine_confident_regions, ir_label_jobs
+
+    if args.ir_labels and (args.source != "cams" or args.crf):
+        raise SystemExit("--ir-labels works on --source cams and runs its own CRF (no --crf)")
 
     setup_logger(name="wss_d2")
     cfg = get_wss_cfg(args.config_file, args.opts)
@@ -108,39 +126,80 @@ def main(argv=None):
     mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.dataset])
     loader = build_detection_test_loader(records, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
+    if args.save_cams:
+        os.makedirs(args.save_cams, exist_ok=True)
+    background = meta.get("background_class", 0)
+
     def predictions():
-        """(image id, input, probabilities) per image, produced lazily (bounded memory)."""
+        """(image id, input, output) per image, produced lazily (bounded memory)."""
         with torch.no_grad():
             for inputs in loader:
                 for input, output in zip(inputs, model(inputs)):
-                    probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold,
-                                            meta.get("background_class", 0))
-                    if args.restrict_to_tags:
-                        if "image_labels" not in input:
-                            raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
-                        probs = restrict_to_tags(probs, input["image_labels"].numpy())
                     image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
-                    yield image_id, input, probs
+                    if args.save_cams:
+                        if "cams" not in output:
+                            raise KeyError("--save-cams: the model's outputs have no 'cams' (and 'cam_labels')")
+                        write_irn_cams(os.path.join(args.save_cams, f"{image_id}.npy"),
+                                       output["cam_labels"].cpu().numpy(), output["cams"].cpu().numpy(), background)
+                    yield image_id, input, output
 
-    def refined():
-        """(image id, probabilities), after dense CRF on the worker pool with --crf."""
+    def probabilities():
+        """(image id, input, probabilities) per image."""
+        for image_id, input, output in predictions():
+            probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold, background)
+            if args.restrict_to_tags:
+                if "image_labels" not in input:
+                    raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
+                probs = restrict_to_tags(probs, input["image_labels"].numpy())
+            yield image_id, input, probs
+
+    def argmax_labels():
+        """(image id, label map), after dense CRF on the worker pool with --crf."""
         if not args.crf:
-            for image_id, _, probs in predictions():
-                yield image_id, probs
+            for image_id, _, probs in probabilities():
+                yield image_id, argmax_with_threshold(probs, args.threshold, ignore)
             return
         with DenseCRFPool(cfg) as pool:
-            for image_id, input, probs in predictions():
+            for image_id, input, probs in probabilities():
                 pool.submit(image_id, read_image(input["file_name"], "RGB"), probs)
-                yield from pool.results()
-            yield from pool.drain()
+                for key, refined in pool.results():
+                    yield key, argmax_with_threshold(refined, args.threshold, ignore)
+            for key, refined in pool.drain():
+                yield key, argmax_with_threshold(refined, args.threshold, ignore)
+
+    def confident_regions():
+        """(image id, {0, class, 255} label map): two label CRFs per image on the pool (§7.1)."""
+        node = cfg.TEST.IR_LABELS
+        keys, halves = {}, {}
+        with DenseCRFPool(DenseCRF(cfg, node="TEST.IR_LABELS"), num_workers=cfg.TEST.CRF.NUM_WORKERS,
+                          max_pending=cfg.TEST.CRF.MAX_PENDING) as pool:
+
+            def collect(results):
+                for (image_id, half), refined in results:
+                    halves.setdefault(image_id, {})[half] = refined
+                    if len(halves[image_id]) == 2:
+                        done = halves.pop(image_id)
+                        yield image_id, combine_confident_regions(
+                            done["fg"], done["bg"], keys.pop(image_id), ignore_label=ignore,
+                            keep_uncertain=node.KEEP_UNCERTAIN, background_class=background)
+
+            for image_id, input, output in predictions():
+                labels = output["cam_labels"].cpu().numpy()
+                image = read_image(input["file_name"], "RGB")
+                fg, bg = ir_label_jobs(image, output["cams"].float().cpu().numpy(), labels,
+                                       background_class=background, bg_scale=node.BG_SCALE, gt_prob=node.GT_PROB)
+                keys[image_id] = labels
+                pool.submit_job((image_id, "fg"), fg)
+                pool.submit_job((image_id, "bg"), bg)
+                yield from collect(pool.results())
+            yield from collect(pool.drain())
 
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    # ignored pseudo-label pixels counted as background (SIPE's "+DenseCRF" protocol, §7.1)
+    confusion_as_background = np.zeros((num_classes, num_classes), np.int64)
     labelled = [0, 0]  # GT-valid pixels that the pseudo labels label, GT-valid pixels
     written = 0
-    for image_id, probs in refined():
-        label = probs.argmax(0).astype(np.uint8)
-        if args.threshold > 0:
-            label[probs.max(0) < args.threshold] = ignore
+    for image_id, label in (confident_regions() if args.ir_labels else argmax_labels()):
         write_label_png(label, os.path.join(args.output, f"{image_id}.png"))
         written += 1
         if image_id in gt_files:
@@ -149,12 +208,18 @@ def main(argv=None):
             labelled[0] += int(valid.sum())
             labelled[1] += int((gt != ignore).sum())
             confusion += confusion_matrix(gt[valid], label[valid], num_classes)
+            if background is not None:
+                filled = np.where(label == ignore, background, label)
+                confusion_as_background += confusion_matrix(gt[gt != ignore], filled[gt != ignore], num_classes)
 
-    report = {"images": written, "output": os.path.abspath(args.output), "crf": args.crf, "threshold": args.threshold}
+    report = {"images": written, "output": os.path.abspath(args.output), "crf": args.crf,
+              "ir_labels": args.ir_labels, "threshold": args.threshold}
     if confusion.sum():
         metrics = segmentation_metrics(confusion, meta.stuff_classes)
         # measured on the pixels the pseudo labels label (the ignored ones are reported as coverage)
         report.update(mIoU=metrics["mIoU"], pACC=metrics["pACC"], coverage=100 * labelled[0] / max(labelled[1], 1))
+    if confusion_as_background.sum():
+        report["mIoU_ignore_as_background"] = segmentation_metrics(confusion_as_background, meta.stuff_classes)["mIoU"]
     with open(os.path.join(args.output, "pseudo_label_quality.json"), "w") as f:
         json.dump(report, f, indent=2)
 

@@ -2,23 +2,34 @@
 from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
+from .methods.irn.config import add_irn_config
+from .methods.sipe.config import add_sipe_config
+
 
 def add_wss_config(cfg):
     """
     Add every key wss_d2 reads. Includes detectron2's DeepLab keys (RES4_DILATION,
-    RES5_MULTI_GRID, STEM_TYPE, ASPP_*, PROJECT_*, POLY_LR_*, CROP.SINGLE_CATEGORY_MAX_AREA).
+    RES5_MULTI_GRID, STEM_TYPE, ASPP_*, PROJECT_*, POLY_LR_*, CROP.SINGLE_CATEGORY_MAX_AREA)
+    and each method's own (add_<method>_config).
     """
     add_deeplab_config(cfg)
+    add_sipe_config(cfg)
+    add_irn_config(cfg)
 
     # --- input ---
     # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
     cfg.INPUT.DATASET_MAPPER_NAME = "WeakLabelDatasetMapper"
     # training: resize by a factor uniformly drawn from this range (relative to image size)
     cfg.INPUT.RANDOM_SCALE = [0.5, 2.0]
+    # training: instead, resize the long side to an integer drawn from [min, max] with PIL
+    # bicubic (SIPE/IRN recipe, sipe.md §4.3); [] = off
+    cfg.INPUT.RANDOM_LONG_SIDE = []
     # pad crops smaller than INPUT.CROP.SIZE at the bottom/right (labels: ignore; valid_mask False)
     cfg.INPUT.CROP.PAD = False
     # image value of that padding (uint8 image, before the model's normalisation)
     cfg.INPUT.CROP.PAD_IMAGE_VALUE = 0.0
+    # where a smaller crop sits in the padded one: "bottom_right" padding, or "random" (SIPE §4.3)
+    cfg.INPUT.CROP.PAD_POSITION = "bottom_right"
 
     # --- weak labels (read by WeakLabelDatasetMapper) ---
     cfg.INPUT.WEAK = CN()
@@ -41,8 +52,13 @@ def add_wss_config(cfg):
     # --- datasets ---
     # pseudo-label training sets to register: [[name, source dataset, folder of <image_id>.png], ...]
     cfg.DATASETS.PSEUDO_LABELS = []
+    # splits whose images come with CAM files (IRN's random walk): [[name, source dataset,
+    # folder of <image_id>.npy], ...]
+    cfg.DATASETS.CAMS = []
 
     # --- model ---
+    # res5 stride: 2, or 1 to keep res4's resolution without dilation (SIPE, IRN: output stride 16)
+    cfg.MODEL.RESNETS.RES5_STRIDE = 2
     # wss_d2 heads implement plain cross entropy; the DeepLab project's default is hard mining
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
     # BatchNorm + ReLU after the ASPP image-pooling conv (DeepLabV3 paper; needs batch > 1)
@@ -108,6 +124,10 @@ def add_wss_config(cfg):
     # images in flight in the pool at most (bounds memory); 0 = 2 x workers
     cfg.TEST.CRF.MAX_PENDING = 0
 
+    # evaluators of the test sets: [] = by the dataset's evaluator_type; else any of "sem_seg"
+    # (mIoU) and "cam" (localisation maps, CAMEvaluator)
+    cfg.TEST.EVALUATORS = []
+
     # CAM-quality evaluation (wss_d2.evaluation.CAMEvaluator, sipe.md §6)
     cfg.TEST.CAM_EVAL = CN()
     # background-threshold sweep: [start, stop (inclusive), step]
@@ -122,6 +142,7 @@ def add_wss_config(cfg):
     cfg.SOLVER.OPTIMIZER = "SGD"
     # learning-rate multiplier of backbone parameters (new layers use SOLVER.BASE_LR)
     cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
+    # SOLVER.CLIP_GRADIENTS.CLIP_TYPE may also be "full_model": one L2 norm over all parameters
 
 
 class ConfigKeyError(KeyError):

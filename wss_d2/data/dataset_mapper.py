@@ -38,7 +38,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Boxes, Instances
 
-from .augmentation import RandomScale
+from .augmentation import RandomLongSide, RandomScale
 from .build import DATASET_MAPPER_REGISTRY
 from .readers import check_label_values, check_same_size, read_image, read_label_map
 from .weak_labels.cams import read_irn_cams
@@ -113,7 +113,10 @@ class WeakLabelDatasetMapper:
         point_radius=1,
         pad_to_size=None,
         pad_image_value=0.0,
+        pad_position="bottom_right",
     ):
+        if pad_position not in ("bottom_right", "random"):
+            raise ValueError(f"pad_position (INPUT.CROP.PAD_POSITION) must be 'bottom_right' or 'random', got {pad_position!r}")
         if on_empty not in ("skip", "error"):
             raise ValueError(f"on_empty must be 'skip' or 'error', got {on_empty!r}")
         if not 0 < num_classes < ignore_label:
@@ -134,6 +137,7 @@ class WeakLabelDatasetMapper:
         self.point_radius = point_radius
         self.pad_to_size = pad_to_size
         self.pad_image_value = pad_image_value
+        self.pad_position = pad_position
         mode = "training" if is_train else "inference"
         logger.info(f"[{type(self).__name__}] {mode}, weak label '{weak_label}': {augmentations}")
 
@@ -164,6 +168,7 @@ class WeakLabelDatasetMapper:
             "point_radius": cfg.INPUT.SPARSE.POINT_RADIUS,
             "pad_to_size": tuple(crop.SIZE) if is_train and crop.ENABLED and crop.PAD else None,
             "pad_image_value": crop.PAD_IMAGE_VALUE,
+            "pad_position": crop.PAD_POSITION,
         }
 
     # ----------------------------------------------------------------------------- reading
@@ -331,7 +336,11 @@ class WeakLabelDatasetMapper:
 
         valid_mask = np.ones((h, w), dtype=bool)
         if self.pad_to_size is not None:
-            image, dense, sparse, cams, valid_mask = self._pad(image, dense, sparse, cams, valid_mask)
+            image, dense, sparse, cams, valid_mask, shift = self._pad(image, dense, sparse, cams, valid_mask)
+            if points is not None:
+                points[:, :2] += shift
+            if boxes is not None:
+                boxes = (boxes[0] + np.tile(shift, 2), boxes[1])
 
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["valid_mask"] = torch.as_tensor(valid_mask)
@@ -405,15 +414,28 @@ class WeakLabelDatasetMapper:
             present[tags] = True
             if self.background_class is not None:
                 present[self.background_class] = True
+        elif not self.is_train and dense is not None:
+            # evaluation on a fully labelled split: the image's GT tags, the standard WSSS
+            # protocol for CAM methods (sipe.md §1.3); never at training time
+            present = np.zeros(K, dtype=bool)
+            present[dense[dense < K]] = True
+            if self.background_class is not None:
+                present[self.background_class] = True
         return None if present is None else present.astype(np.float32)
 
     def _pad(self, image, dense, sparse, cams, valid_mask):
-        """Pad bottom/right to the crop size; padding is ignore in labels, False in valid_mask."""
+        """
+        Pad to the crop size, bottom/right or around a random offset (pad_position); padding
+        is ignore in labels, False in valid_mask. Also returns the (x, y) shift of the content.
+        """
         h, w = image.shape[:2]
         ph, pw = max(self.pad_to_size[0] - h, 0), max(self.pad_to_size[1] - w, 0)
         if ph == 0 and pw == 0:
-            return image, dense, sparse, cams, valid_mask
-        spec2 = ((0, ph), (0, pw))
+            return image, dense, sparse, cams, valid_mask, np.zeros(2)
+        top = left = 0
+        if self.pad_position == "random":  # SIPE: a small image sits anywhere in the crop
+            top, left = np.random.randint(ph + 1), np.random.randint(pw + 1)
+        spec2 = ((top, ph - top), (left, pw - left))
         image = np.pad(image, spec2 + ((0, 0),), constant_values=self.pad_image_value)
         if dense is not None:
             dense = np.pad(dense, spec2, constant_values=self.ignore_label)
@@ -422,7 +444,7 @@ class WeakLabelDatasetMapper:
         if cams is not None:
             cams = np.pad(cams, ((0, 0),) + spec2)
         valid_mask = np.pad(valid_mask, spec2, constant_values=False)
-        return image, dense, sparse, cams, valid_mask
+        return image, dense, sparse, cams, valid_mask, np.array([left, top], dtype=np.float64)
 
 
 def _label_lookup(mapping):
@@ -440,7 +462,11 @@ def build_semantic_augmentations(cfg, is_train):
         return []
     augmentations = []
     min_scale, max_scale = cfg.INPUT.RANDOM_SCALE
-    if (min_scale, max_scale) != (1.0, 1.0):
+    if len(cfg.INPUT.RANDOM_LONG_SIDE):
+        if len(cfg.INPUT.RANDOM_LONG_SIDE) != 2:
+            raise ValueError(f"INPUT.RANDOM_LONG_SIDE must be [] or [min, max]; got {list(cfg.INPUT.RANDOM_LONG_SIDE)}")
+        augmentations.append(RandomLongSide(*cfg.INPUT.RANDOM_LONG_SIDE))
+    elif (min_scale, max_scale) != (1.0, 1.0):
         augmentations.append(RandomScale(min_scale, max_scale))
     if cfg.INPUT.CROP.ENABLED:
         augmentations.append(

@@ -133,7 +133,9 @@ class DenseCRF:
                 "differ in (H, W); "
                 f"resize the image or the {what} so that both have the same resolution"
             )
-        return np.ascontiguousarray(image)
+        image = np.ascontiguousarray(image)
+        # pydensecrf takes a writable buffer; arrays read through PIL (np.asarray) are read-only
+        return image if image.flags.writeable else image.copy()
 
     def check_probs(self, probs) -> np.ndarray:
         """The probabilities as float32 (K, H, W), after checking shape, NaN and normalisation."""

@@ -1,1 +1,2 @@
-"""The weakly supervised methods, one folder each."""
+"""The weakly supervised methods, one folder each; importing registers their meta-architectures."""
+from . import irn, sipe  # noqa: F401

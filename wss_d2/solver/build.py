@@ -41,15 +41,36 @@ def build_optimizer(cfg, model):
     groups = split_backbone_groups(groups, backbone_params, solver.BACKBONE_MULTIPLIER)
 
     name = solver.OPTIMIZER.upper()
+    clip = solver.CLIP_GRADIENTS
     if name == "SGD":
         optimizer_class, kwargs = torch.optim.SGD, {"momentum": solver.MOMENTUM, "nesterov": solver.NESTEROV}
     elif name == "ADAMW":
         optimizer_class, kwargs = torch.optim.AdamW, {}
     else:
         raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got {solver.OPTIMIZER!r}")
-    return maybe_add_gradient_clipping(cfg, optimizer_class)(
-        groups, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY, **kwargs
-    )
+    if clip.ENABLED and clip.CLIP_TYPE == "full_model":
+        optimizer_class = with_full_model_clipping(optimizer_class, clip.CLIP_VALUE, clip.NORM_TYPE)
+    else:
+        optimizer_class = maybe_add_gradient_clipping(cfg, optimizer_class)
+    return optimizer_class(groups, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY, **kwargs)
+
+
+def with_full_model_clipping(optimizer_class, max_norm, norm_type=2.0):
+    """
+    `optimizer_class` whose step first clips the gradients of all its parameters together to
+    one total norm (torch.nn.utils.clip_grad_norm_; SIPE §4.1). detectron2's CLIP_TYPE "norm"
+    clips every parameter on its own, which is not the same. Under DDP the gradients are
+    already all-reduced when step() runs.
+    """
+
+    class FullModelClipping(optimizer_class):
+        def step(self, closure=None):
+            params = [p for group in self.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+            return super().step(closure)
+
+    FullModelClipping.__name__ = f"{optimizer_class.__name__}WithFullModelClipping"
+    return FullModelClipping
 
 
 def build_lr_scheduler(cfg, optimizer):

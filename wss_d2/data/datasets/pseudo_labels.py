@@ -13,21 +13,26 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .loading import require_files
 from .registration import register_sem_seg_dataset
 
-__all__ = ["register_pseudo_label_dataset", "register_pseudo_labels_from_config"]
+__all__ = ["register_pseudo_label_dataset", "register_cam_dataset", "register_pseudo_labels_from_config"]
 
 # fields a pseudo-label set keeps from its source dicts: the image, never its labels
 _KEPT_FIELDS = ("file_name", "image_id", "height", "width")
 
 
-def load_pseudo_label_dataset(source, folder):
+def _with_files(source, folder, field, extension, kept_fields=None):
+    """The source dicts (only `kept_fields`, or all) with `field` = <folder>/<image_id><extension>."""
     dicts = []
     for record in DatasetCatalog.get(source):
-        kept = {k: record[k] for k in _KEPT_FIELDS if k in record}
-        image_id = kept.setdefault("image_id", os.path.splitext(os.path.basename(record["file_name"]))[0])
-        kept["pseudo_sem_seg_file_name"] = os.path.join(folder, f"{image_id}.png")
-        dicts.append(kept)
-    require_files([d["pseudo_sem_seg_file_name"] for d in dicts], f"pseudo labels of {source}", folder)
+        record = {k: record[k] for k in kept_fields if k in record} if kept_fields else dict(record)
+        image_id = record.setdefault("image_id", os.path.splitext(os.path.basename(record["file_name"]))[0])
+        record[field] = os.path.join(folder, f"{image_id}{extension}")
+        dicts.append(record)
+    require_files([d[field] for d in dicts], f"{field} of {source}", folder)
     return dicts
+
+
+def load_pseudo_label_dataset(source, folder):
+    return _with_files(source, folder, "pseudo_sem_seg_file_name", ".png", _KEPT_FIELDS)
 
 
 def register_pseudo_label_dataset(name, source, folder):
@@ -54,10 +59,43 @@ def register_pseudo_label_dataset(name, source, folder):
     )
 
 
+def load_cam_dataset(source, folder):
+    """The source dicts (labels and tags kept) with cam_file_name = <folder>/<image_id>.npy."""
+    return _with_files(source, folder, "cam_file_name", ".npy")
+
+
+def register_cam_dataset(name, source, folder):
+    """
+    Register `name`: `source` (its dicts unchanged) with the CAM file of each image in
+    `folder` (IRN or SIPE .npy dicts, e.g. from tools/export_pseudo_labels.py --save-cams),
+    for methods that refine CAMs (IRN's random walk).
+    """
+    folder = os.path.abspath(os.path.expanduser(folder))
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if meta.get("cam_root", None) == folder and meta.get("source_dataset", None) == source:
+            return
+        raise ValueError(f"Dataset {name!r} is already registered; pick another name")
+    if source not in DatasetCatalog.list():
+        raise KeyError(f"DATASETS.CAMS: source dataset {source!r} of {name!r} is not registered")
+    meta = MetadataCatalog.get(source).as_dict()
+    for key in ("name", "stuff_classes", "stuff_colors", "ignore_label", "evaluator_type"):
+        meta.pop(key, None)
+    source_meta = MetadataCatalog.get(source)
+    register_sem_seg_dataset(
+        name,
+        lambda: load_cam_dataset(source, folder),
+        source_meta.stuff_classes,
+        source_meta.get("stuff_colors", None),
+        source_meta.get("ignore_label", 255),
+        **{**meta, "cam_root": folder, "source_dataset": source},
+    )
+
+
 def register_pseudo_labels_from_config(cfg):
-    for entry in cfg.DATASETS.PSEUDO_LABELS:
-        if len(entry) != 3:
-            raise ValueError(
-                f"DATASETS.PSEUDO_LABELS entries are [name, source dataset, folder]; got {list(entry)}"
-            )
-        register_pseudo_label_dataset(*entry)
+    """DATASETS.PSEUDO_LABELS and DATASETS.CAMS: [name, source dataset, folder] triples."""
+    for key, register in (("PSEUDO_LABELS", register_pseudo_label_dataset), ("CAMS", register_cam_dataset)):
+        for entry in cfg.DATASETS.get(key, []):
+            if len(entry) != 3:
+                raise ValueError(f"DATASETS.{key} entries are [name, source dataset, folder]; got {list(entry)}")
+            register(*entry)

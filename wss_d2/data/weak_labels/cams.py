@@ -1,8 +1,13 @@
 """
-Class activation maps in IRN's `result/cam/<id>.npy` format (shared/specs/datasets.md §3.5):
-a pickled dict {"keys": 0-based foreground class indices present in the image,
-"cam": stride-4 maps, "high_res": float32 (len(keys), H, W) maps at image size}.
+Class activation maps as pickled .npy dicts, in two formats:
+  * IRN's `result/cam/<id>.npy` (shared/specs/datasets.md §3.5): {"keys": 0-based foreground
+    class indices present in the image, "cam": stride-4 maps, "high_res": float32
+    (len(keys), H, W) maps at image size};
+  * SIPE's (sipe.md §5): {"keys": label values, background first, "IS_CAM": (len(keys), H, W)
+    maps at image size}; written as float16 (the maps only feed an argmax or a CRF).
 """
+import os
+
 import numpy as np
 
 from ..readers import read_pickled_dict
@@ -16,6 +21,12 @@ def read_irn_cams(npy_file, background_class=0):
     foreground classes from 0, so with a background class at 0 label value = key + 1.
     """
     table = read_pickled_dict(npy_file, "CAM file")
+    if table is not None and "keys" in table and "IS_CAM" in table:  # SIPE: keys are label values
+        labels = np.asarray(table["keys"], dtype=np.int64).reshape(-1)
+        maps = np.asarray(table["IS_CAM"], dtype=np.float32)
+        if maps.ndim != 3 or maps.shape[0] != len(labels):
+            raise ValueError(f"CAM file {npy_file}: 'IS_CAM' has shape {maps.shape}, expected ({len(labels)}, H, W)")
+        return labels, maps
     if table is None or "keys" not in table or "high_res" not in table:
         raise ValueError(f"CAM file {npy_file} is not an IRN CAM dict with 'keys' and 'high_res'")
     keys = np.asarray(table["keys"], dtype=np.int64).reshape(-1)
@@ -30,7 +41,20 @@ def read_irn_cams(npy_file, background_class=0):
 
 
 def write_irn_cams(npy_file, labels, maps, background_class=0):
-    """Write maps of label values `labels` in IRN's format (inverse of `read_irn_cams`)."""
+    """
+    Write maps of label values `labels` (inverse of `read_irn_cams`): SIPE's format when
+    they include the background, IRN's otherwise. Written atomically.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if background_class is not None and background_class in labels.tolist():
+        _save_atomic(npy_file, {"keys": labels, "IS_CAM": np.asarray(maps, dtype=np.float16)})
+        return
     offset = 1 if background_class == 0 else 0
     keys = np.asarray(labels, dtype=np.int64) - offset
-    np.save(npy_file, {"keys": keys, "high_res": np.asarray(maps, dtype=np.float32)})
+    _save_atomic(npy_file, {"keys": keys, "high_res": np.asarray(maps, dtype=np.float32)})
+
+
+def _save_atomic(npy_file, table):
+    temporary = npy_file + ".tmp.npy"
+    np.save(temporary, table)
+    os.replace(temporary, npy_file)

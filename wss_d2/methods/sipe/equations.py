@@ -63,7 +63,8 @@ def structure_aware_seeds(cams, seed_feature, label_mask, background_weight=0.5)
         maps = cams.detach().flatten(2)  # N, K+1, Ω
         intersection = maps @ structure  # I_k(i) = Σ_j M_k(j) S(j, i) = Σ_j S_i(j) M_k(j)
         union = structure.sum(dim=1)[:, None, :] + maps.sum(dim=2, keepdim=True) - intersection
-        iou = intersection / union
+        # 0/0 (a zero feature against an all-zero map) is no overlap, not NaN (pitfall 12)
+        iou = torch.nan_to_num(intersection / union, nan=0.0)
         iou[:, 0] *= background_weight
         assignment = iou.argmax(dim=1)  # ties: lowest channel, as torch.argmax
         seeds = F.one_hot(assignment, channels).permute(0, 2, 1).float().reshape(n, channels, h, w)

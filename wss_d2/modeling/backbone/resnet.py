@@ -15,6 +15,8 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
 from detectron2.projects.deeplab.resnet import DeepLabStem
 
+from .frozen_stats_bn import resolve_norm
+
 __all__ = ["DilatedBasicBlock", "DilatedResNet", "build_resnet_dilated_backbone"]
 
 _BLOCKS_PER_STAGE = {
@@ -69,7 +71,12 @@ class DilatedResNet(ResNet):
         return max(self._out_feature_strides[f] for f in self._out_features)
 
 
-def _stage_dilations(res4_dilation, res5_dilation):
+def _stage_dilations(res4_dilation, res5_dilation, res5_stride=2):
+    if res5_stride not in (1, 2):
+        raise ValueError(f"MODEL.RESNETS.RES5_STRIDE must be 1 or 2, got {res5_stride}")
+    if res5_stride == 1 and res5_dilation != 1:
+        raise ValueError("MODEL.RESNETS.RES5_STRIDE=1 keeps res5 at res4's resolution without dilation; "
+                         f"it needs RES5_DILATION=1, got {res5_dilation}")
     if res4_dilation not in (1, 2) or res5_dilation not in (1, 2, 4):
         raise ValueError(
             f"MODEL.RESNETS.RES4_DILATION must be 1 or 2 and RES5_DILATION 1, 2 or 4; got "
@@ -83,15 +90,17 @@ def _stage_dilations(res4_dilation, res5_dilation):
 @BACKBONE_REGISTRY.register()
 def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
     """
-    ResNet of cfg.MODEL.RESNETS.DEPTH. Output stride: 32; 16 with RES5_DILATION=2; 8 with
+    ResNet of cfg.MODEL.RESNETS.DEPTH. Output stride: 32; 16 with RES5_DILATION=2, or with
+    RES5_STRIDE=1 (res5 keeps res4's resolution with no dilation: SIPE, IRN); 8 with
     RES4_DILATION=2 and RES5_DILATION=4. res5 block i gets dilation RES5_DILATION *
     RES5_MULTI_GRID[i] (one entry per res5 block). A dilated stage does not downsample.
+    NORM may also be "FrozenStatsBN" (frozen statistics, trainable affine).
     """
     r = cfg.MODEL.RESNETS
     depth = r.DEPTH
     if depth not in _BLOCKS_PER_STAGE:
         raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)}, got {depth}")
-    norm = r.NORM
+    norm = resolve_norm(r.NORM)
     if r.STEM_TYPE == "basic":
         stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
     elif r.STEM_TYPE == "deeplab":
@@ -108,9 +117,9 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
             f"MODEL.RESNETS.RES5_MULTI_GRID={list(r.RES5_MULTI_GRID)} needs one entry per res5 "
             f"block: ResNet-{depth} has {blocks_per_stage[3]}"
         )
-    dilations = _stage_dilations(r.RES4_DILATION, r.RES5_DILATION)
+    dilations = _stage_dilations(r.RES4_DILATION, r.RES5_DILATION, r.RES5_STRIDE)
 
-    max_stage = max({"res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in r.OUT_FEATURES)
+    max_stage = max({"stem": 2, "res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in r.OUT_FEATURES)
     in_channels = r.STEM_OUT_CHANNELS
     out_channels = r.RES2_OUT_CHANNELS
     bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
@@ -118,7 +127,7 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
     for stage in range(2, max_stage + 1):
         num_blocks = blocks_per_stage[stage - 2]
         dilation = dilations[stage]
-        first_stride = 1 if stage == 2 or dilation > 1 else 2
+        first_stride = 1 if stage == 2 or dilation > 1 or (stage == 5 and r.RES5_STRIDE == 1) else 2
         if stage == 5:
             block_dilations = [dilation * g for g in r.RES5_MULTI_GRID]
         else:

@@ -1,1 +1,2 @@
+from .deeplab_v2 import DeepLabV2Head
 from .deeplab_v3plus import ASPP, WSSDeepLabV3PlusHead
