@@ -27,19 +27,20 @@ def test_new_keys_have_defaults():
     assert cfg.SOLVER.POLY_LR_POWER == 0.9
 
 
-@pytest.mark.parametrize("function", ["add_wss_config", "add_sipe_config", "add_irn_config"])
+@pytest.mark.parametrize("function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_crf_parameters"])
 def test_every_new_key_has_a_comment(function):
     """Each key wss_d2 adds (besides the DeepLab project's) is preceded by a comment."""
     import inspect
 
     from wss_d2 import config
+    from wss_d2.inference import crf
     from wss_d2.methods import irn, sipe
 
     source = {"add_wss_config": config.add_wss_config, "add_sipe_config": sipe.add_sipe_config,
-              "add_irn_config": irn.add_irn_config}[function]
+              "add_irn_config": irn.add_irn_config, "add_crf_parameters": crf.add_crf_parameters}[function]
     lines = inspect.getsource(source).splitlines()
     for i, line in enumerate(lines):
-        if line.strip().startswith("cfg.") and "=" in line and "CN()" not in line:
+        if line.strip().startswith(("cfg.", "node.")) and "=" in line and "CN()" not in line:
             assert lines[i - 1].strip().startswith("#"), f"no comment above: {line.strip()}"
 
 

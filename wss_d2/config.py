@@ -2,6 +2,7 @@
 from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
+from .inference.crf import add_crf_parameters
 from .methods.irn.config import add_irn_config
 from .methods.sipe.config import add_sipe_config
 
@@ -107,18 +108,8 @@ def add_wss_config(cfg):
     cfg.TEST.CRF = CN()
     # refine test-time predictions with dense CRF before scoring them
     cfg.TEST.CRF.ENABLED = False
-    # mean-field iterations
-    cfg.TEST.CRF.ITERATIONS = 10
-    # compat (weight) of the Gaussian smoothness term
-    cfg.TEST.CRF.POS_W = 3.0
-    # spatial std (px) of the Gaussian smoothness term
-    cfg.TEST.CRF.POS_XY_STD = 1.0
-    # compat (weight) of the bilateral appearance term
-    cfg.TEST.CRF.BI_W = 4.0
-    # spatial std (px) of the bilateral term
-    cfg.TEST.CRF.BI_XY_STD = 67.0
-    # colour std of the bilateral term
-    cfg.TEST.CRF.BI_RGB_STD = 3.0
+    # the CRF parameters: ITERATIONS, POS_W, POS_XY_STD, BI_W, BI_XY_STD, BI_RGB_STD
+    add_crf_parameters(cfg.TEST.CRF, iterations=10, pos_w=3.0, pos_xy_std=1.0, bi_w=4.0, bi_xy_std=67.0, bi_rgb_std=3.0)
     # worker processes of the CRF pool; 0 = all cores
     cfg.TEST.CRF.NUM_WORKERS = 0
     # images in flight in the pool at most (bounds memory); 0 = 2 x workers

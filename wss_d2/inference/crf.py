@@ -26,7 +26,7 @@ import numpy as np
 import pydensecrf.densecrf as dcrf
 from detectron2.config import configurable
 
-__all__ = ["DenseCRF", "DenseCRFPool", "CRFJob"]
+__all__ = ["DenseCRF", "DenseCRFPool", "CRFJob", "add_crf_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,25 @@ def _config_node(cfg, dotted: str) -> dict:
         if node is None:
             return {}
     return node
+
+
+def add_crf_parameters(node, *, iterations, pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std):
+    """
+    Set the six keys `DenseCRF.from_config` reads on a config node, so every CRF parameter set
+    (TEST.CRF, SIPE's TEST.IR_LABELS) has the same keys with the same meaning.
+    """
+    # mean-field iterations
+    node.ITERATIONS = iterations
+    # compat (weight) of the Gaussian smoothness term
+    node.POS_W = pos_w
+    # spatial std (px) of the Gaussian smoothness term
+    node.POS_XY_STD = pos_xy_std
+    # compat (weight) of the bilateral appearance term
+    node.BI_W = bi_w
+    # spatial std (px) of the bilateral term
+    node.BI_XY_STD = bi_xy_std
+    # colour std of the bilateral term
+    node.BI_RGB_STD = bi_rgb_std
 
 
 def _to_numpy(values, name: str) -> np.ndarray:

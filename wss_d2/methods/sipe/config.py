@@ -1,6 +1,8 @@
 """SIPE's config keys (sipe.md §10.2); defaults are the official VOC recipe."""
 from detectron2.config import CfgNode as CN
 
+from ...inference.crf import add_crf_parameters
+
 
 def add_sipe_config(cfg):
     """Add MODEL.SIPE.*, TEST.SIPE.* and TEST.IR_LABELS.* (confident-region CRF labels, §7.1)."""
@@ -34,18 +36,9 @@ def add_sipe_config(cfg):
 
     # confident-region labels from CAMs with a background channel by dense CRF (sipe.md §7.1)
     cfg.TEST.IR_LABELS = CN()
-    # mean-field iterations
-    cfg.TEST.IR_LABELS.ITERATIONS = 10
-    # compat of the Gaussian term
-    cfg.TEST.IR_LABELS.POS_W = 3.0
-    # spatial std of the Gaussian term
-    cfg.TEST.IR_LABELS.POS_XY_STD = 3.0
-    # compat of the bilateral term
-    cfg.TEST.IR_LABELS.BI_W = 10.0
-    # spatial std of the bilateral term
-    cfg.TEST.IR_LABELS.BI_XY_STD = 50.0
-    # colour std of the bilateral term
-    cfg.TEST.IR_LABELS.BI_RGB_STD = 5.0
+    # the CRF parameters of §7.1 (same keys as TEST.CRF)
+    add_crf_parameters(cfg.TEST.IR_LABELS, iterations=10, pos_w=3.0, pos_xy_std=3.0, bi_w=10.0, bi_xy_std=50.0,
+                       bi_rgb_std=5.0)
     # confidence of the argmax label in the CRF's unary (pydensecrf unary_from_labels)
     cfg.TEST.IR_LABELS.GT_PROB = 0.7
     # background-channel factor of the "confident background" pass
