@@ -31,6 +31,21 @@ def _with_files(source, folder, field, extension, kept_fields=None):
     return dicts
 
 
+def _registered_before(name, source, folder, root_key, config_key):
+    """
+    True when `name` is already this registration (e.g. once per process); an error when the
+    name is taken by another one or `source` is not registered (DATASETS.<config_key>).
+    """
+    if name in DatasetCatalog.list():
+        previous = MetadataCatalog.get(name).get(root_key, None)
+        if previous == folder and MetadataCatalog.get(name).get("source_dataset", None) == source:
+            return True
+        raise ValueError(f"Dataset {name!r} is already registered (from {previous or 'elsewhere'}); pick another name")
+    if source not in DatasetCatalog.list():
+        raise KeyError(f"DATASETS.{config_key}: source dataset {source!r} of {name!r} is not registered")
+    return False
+
+
 def load_pseudo_label_dataset(source, folder):
     return _with_files(source, folder, "pseudo_sem_seg_file_name", ".png", _KEPT_FIELDS)
 
@@ -38,13 +53,8 @@ def load_pseudo_label_dataset(source, folder):
 def register_pseudo_label_dataset(name, source, folder):
     """Register `name`: the images of `source` with the pseudo labels in `folder`."""
     folder = os.path.abspath(os.path.expanduser(folder))
-    if name in DatasetCatalog.list():
-        previous = MetadataCatalog.get(name).get("pseudo_sem_seg_root", None)
-        if previous == folder and MetadataCatalog.get(name).get("source_dataset", None) == source:
-            return  # the same registration again (e.g. one per process)
-        raise ValueError(f"Dataset {name!r} is already registered (from {previous or 'elsewhere'}); pick another name")
-    if source not in DatasetCatalog.list():
-        raise KeyError(f"DATASETS.PSEUDO_LABELS: source dataset {source!r} of {name!r} is not registered")
+    if _registered_before(name, source, folder, "pseudo_sem_seg_root", "PSEUDO_LABELS"):
+        return
     meta = MetadataCatalog.get(source)
     register_sem_seg_dataset(
         name,
@@ -71,13 +81,8 @@ def register_cam_dataset(name, source, folder):
     for methods that refine CAMs (IRN's random walk).
     """
     folder = os.path.abspath(os.path.expanduser(folder))
-    if name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        if meta.get("cam_root", None) == folder and meta.get("source_dataset", None) == source:
-            return
-        raise ValueError(f"Dataset {name!r} is already registered; pick another name")
-    if source not in DatasetCatalog.list():
-        raise KeyError(f"DATASETS.CAMS: source dataset {source!r} of {name!r} is not registered")
+    if _registered_before(name, source, folder, "cam_root", "CAMS"):
+        return
     meta = MetadataCatalog.get(source).as_dict()
     for key in ("name", "stuff_classes", "stuff_colors", "ignore_label", "evaluator_type"):
         meta.pop(key, None)
