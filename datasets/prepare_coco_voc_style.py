@@ -27,7 +27,7 @@ from PIL import Image
 
 from wss_d2.data.coco_format import decode_segmentation, load_coco_json
 from wss_d2.data.datasets.paths import get_datasets_root
-from wss_d2.data.writers import write_label_png
+from wss_d2.data.writers import write_label_png, write_pickled_dict
 
 NUM_CLASSES = 81  # background + 80 COCO categories
 TAGS_FILE = "cls_labels_coco.npy"
@@ -132,10 +132,7 @@ def update_tags(tags_file, tags):
     if os.path.isfile(tags_file):
         merged = np.load(tags_file, allow_pickle=True).item()
     merged.update(tags)
-    tmp = tags_file + ".tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, np.array(merged, dtype=object))
-    os.replace(tmp, tags_file)
+    write_pickled_dict(tags_file, merged)
     return merged
 
 

@@ -1,10 +1,14 @@
-"""Writing label maps the way wss_d2 reads them: single-channel PNGs of raw label values."""
+"""
+Writing files the way wss_d2 reads them: label maps as single-channel PNGs of raw label values,
+dicts (tags, CAMs) as np.save'd pickles. Both go through a temporary name, so an interrupted
+run never leaves a half-written file.
+"""
 import os
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["write_label_png"]
+__all__ = ["write_label_png", "write_pickled_dict"]
 
 
 def write_label_png(label, path):
@@ -21,5 +25,16 @@ def write_label_png(label, path):
         label = label.astype(np.uint8)
     tmp = path + ".tmp.png"
     Image.fromarray(np.ascontiguousarray(label), mode="L").save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_pickled_dict(path, table):
+    """Save a dict with np.save (a 0-d object array, as IRN's and SIPE's files; read back by
+    `readers.read_pickled_dict`), creating the folder, through a temporary name."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.array(table, dtype=object))
     os.replace(tmp, path)
     return path

@@ -6,11 +6,10 @@ Class activation maps as pickled .npy dicts, in two formats:
   * SIPE's (sipe.md §5): {"keys": label values, background first, "IS_CAM": (len(keys), H, W)
     maps at image size}; written as float16 (the maps only feed an argmax or a CRF).
 """
-import os
-
 import numpy as np
 
 from ..readers import read_pickled_dict
+from ..writers import write_pickled_dict
 
 __all__ = ["read_irn_cams", "write_irn_cams"]
 
@@ -47,14 +46,8 @@ def write_irn_cams(npy_file, labels, maps, background_class=0):
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if background_class is not None and background_class in labels.tolist():
-        _save_atomic(npy_file, {"keys": labels, "IS_CAM": np.asarray(maps, dtype=np.float16)})
+        write_pickled_dict(npy_file, {"keys": labels, "IS_CAM": np.asarray(maps, dtype=np.float16)})
         return
     offset = 1 if background_class == 0 else 0
     keys = np.asarray(labels, dtype=np.int64) - offset
-    _save_atomic(npy_file, {"keys": keys, "high_res": np.asarray(maps, dtype=np.float32)})
-
-
-def _save_atomic(npy_file, table):
-    temporary = npy_file + ".tmp.npy"
-    np.save(temporary, table)
-    os.replace(temporary, npy_file)
+    write_pickled_dict(npy_file, {"keys": keys, "high_res": np.asarray(maps, dtype=np.float32)})

@@ -4,12 +4,12 @@ Image-level tags in the `cls_labels*.npy` format of IRN, SIPE, ToCo and MCC
 {image id: float32 multi-hot vector over the foreground classes, no background slot}.
 IRN keys are int32 ids without the underscore (2007000032); the others are str ids.
 """
-import os
 import re
 
 import numpy as np
 
 from ..readers import read_pickled_dict
+from ..writers import write_pickled_dict
 
 __all__ = ["load_image_tags", "normalize_voc_image_id", "write_image_tags", "tags_from_label_map"]
 
@@ -82,10 +82,7 @@ def write_image_tags(npy_file, tags, num_foreground_classes, int_keys=False):
         else:
             key = str(image_id)
         table[key] = vector
-    directory = os.path.dirname(os.path.abspath(npy_file))
-    os.makedirs(directory, exist_ok=True)
-    np.save(npy_file, table)  # np.save wraps the dict in a 0-d object array, as the real files
-    return npy_file
+    return write_pickled_dict(npy_file, table)  # a 0-d object array, as the real files
 
 
 def tags_from_label_map(label, num_classes, ignore_label=255, background_class=0):
