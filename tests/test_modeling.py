@@ -12,7 +12,7 @@ from wss_d2 import get_wss_cfg
 from wss_d2.modeling import WSSDeepLabV3PlusHead
 from wss_d2.solver import build_lr_scheduler, build_optimizer
 
-from .conftest import CONFIGS, MAIN_CONFIG
+from .conftest import CONFIGS, MAIN_CONFIG, lr_factors
 
 OS16 = ["MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "2"]
 OS8 = ["MODEL.RESNETS.RES4_DILATION", "2", "MODEL.RESNETS.RES5_DILATION", "4"]
@@ -163,12 +163,7 @@ def test_poly_schedule_with_warmup():
     cfg = _cfg("SOLVER.MAX_ITER", "100", "SOLVER.WARMUP_ITERS", "10", "SOLVER.WARMUP_FACTOR", "0.1")
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    lrs = []
-    for _ in range(100):
-        lrs.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["initial_lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = lr_factors(optimizer, build_lr_scheduler(cfg, optimizer), 100)
     assert lrs[0] == pytest.approx(0.1)  # warm-up starts at WARMUP_FACTOR
     assert lrs[5] == pytest.approx((0.1 + 0.9 * 5 / 10) * (1 - 5 / 100) ** 0.9)
     assert lrs[50] == pytest.approx((1 - 50 / 100) ** 0.9)

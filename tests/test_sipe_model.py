@@ -20,7 +20,7 @@ from wss_d2.methods.sipe.meta_arch import resize_bicubic
 from wss_d2.modeling.backbone.frozen_stats_bn import FrozenStatsBatchNorm2d
 from wss_d2.solver import build_lr_scheduler, build_optimizer
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, lr_factors
 
 VOC_CONFIG = os.path.join(CONFIGS, "voc", "sipe_R50.yaml")
 SYNTHETIC_CONFIG = os.path.join(CONFIGS, "synthetic", "sipe_R18.yaml")
@@ -243,12 +243,7 @@ def test_solver_reproduces_section_4():
     assert groups[id(model.sides[0].weight)]["lr"] == pytest.approx(1.0)
     assert all(g["weight_decay"] == 1e-4 for g in optimizer.param_groups)  # BN γ/β included
     assert all(g["momentum"] == 1e-4 for g in optimizer.param_groups)  # the §4.2 quirk
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    factors = []
-    for _ in range(10):
-        factors.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["initial_lr"])
-        optimizer.step()
-        scheduler.step()
+    factors = lr_factors(optimizer, build_lr_scheduler(cfg, optimizer), 10)
     assert factors == pytest.approx([(1 - t / 10) ** 0.9 for t in range(10)])  # poly, no warm-up
 
 

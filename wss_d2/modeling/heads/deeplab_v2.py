@@ -6,7 +6,6 @@ against nearest-downsampled labels; upsampled bilinearly at inference.
 """
 from typing import Dict
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 
