@@ -27,17 +27,20 @@ def test_new_keys_have_defaults():
     assert cfg.SOLVER.POLY_LR_POWER == 0.9
 
 
-@pytest.mark.parametrize("function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_crf_parameters"])
+@pytest.mark.parametrize(
+    "function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_agmm_config", "add_crf_parameters"]
+)
 def test_every_new_key_has_a_comment(function):
     """Each key wss_d2 adds (besides the DeepLab project's) is preceded by a comment."""
     import inspect
 
     from wss_d2 import config
     from wss_d2.inference import crf
-    from wss_d2.methods import irn, sipe
+    from wss_d2.methods import agmm, irn, sipe
 
     source = {"add_wss_config": config.add_wss_config, "add_sipe_config": sipe.add_sipe_config,
-              "add_irn_config": irn.add_irn_config, "add_crf_parameters": crf.add_crf_parameters}[function]
+              "add_irn_config": irn.add_irn_config, "add_agmm_config": agmm.add_agmm_config,
+              "add_crf_parameters": crf.add_crf_parameters}[function]
     lines = inspect.getsource(source).splitlines()
     for i, line in enumerate(lines):
         if line.strip().startswith(("cfg.", "node.")) and "=" in line and "CN()" not in line:
@@ -54,7 +57,7 @@ def test_every_config_loads(path):
     cfg = get_wss_cfg(path)
     assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY
     assert cfg.MODEL.BACKBONE.NAME in BACKBONE_REGISTRY
-    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
+    if cfg.MODEL.META_ARCHITECTURE in ("SemanticSegmentor", "AGMM"):
         assert cfg.MODEL.SEM_SEG_HEAD.NAME in SEM_SEG_HEADS_REGISTRY
     assert all(isinstance(name, str) for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
 

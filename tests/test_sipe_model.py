@@ -268,3 +268,12 @@ def test_pil_bicubic_resize_matches_pil():
     got = resize_bicubic(torch.from_numpy(image).permute(2, 0, 1), (6, 9))
     expected = np.asarray(Image.fromarray(image).resize((9, 6), Image.BICUBIC))
     assert np.array_equal(got.permute(1, 2, 0).numpy(), expected)
+
+
+def test_training_crops_of_different_sizes_name_the_images():
+    model = _voc_model()
+    model.train()
+    batch = _inputs(1, (64, 64), [[1] + [0] * 19]) + _inputs(1, (48, 64), [[1] + [0] * 19])
+    batch[1]["file_name"] = "small.jpg"
+    with pytest.raises(ValueError, match=r"small.jpg: \(48, 64\).*INPUT.CROP.PAD True"):
+        model(batch)

@@ -462,3 +462,53 @@ def test_training_loader_batches_weak_labels_and_skips_empty_ones(synthetic_dir,
                 assert not np.isin(item["sem_seg"].numpy(), [4, 5]).any()  # novel classes hidden
             if dataset == name:
                 assert item["image_id"] == "full"
+
+
+def test_sparse_image_labels_come_from_the_whole_image_not_the_crop(tmp_path, image_file):
+    # AGMM's image-level c (agmm.md §1.4 step 1): a class the crop removes stays present
+    label = np.full((H, W), K, np.uint8)
+    label[2, 2] = 7  # top-left corner
+    label[40:43, 50:60] = 0
+    path = _save(str(tmp_path / "s.png"), label)
+    mapper = _mapper("scribbles", crop=(8, 8), flip=False)
+    np.random.seed(0)
+    outside = 0
+    for _ in range(20):
+        out = mapper({"file_name": image_file, "sparse_sem_seg_file_name": path})
+        assert np.flatnonzero(out["image_labels"].numpy()).tolist() == [0, 7]
+        outside += 7 not in out["sparse_sem_seg"].numpy()
+    assert outside > 0  # some crops did remove class 7
+
+
+def test_strong_photometric_changes_the_image_only():
+    from wss_d2.data.augmentation import StrongPhotometric, StrongPhotometricTransform
+
+    image = np.random.RandomState(0).randint(0, 256, (20, 30, 3)).astype(np.uint8)
+    label = np.random.RandomState(1).randint(0, 21, (20, 30)).astype(np.uint8)
+    aug_input = T.AugInput(image.copy(), sem_seg=label.copy())
+    np.random.seed(0)
+    transforms = T.AugmentationList([StrongPhotometric(1.0, 1.0, 1.0, 1.0)])(aug_input)
+    assert aug_input.image.shape == image.shape and aug_input.image.dtype == np.uint8
+    assert not np.array_equal(aug_input.image, image)
+    assert np.array_equal(aug_input.sem_seg, label)
+    assert np.array_equal(transforms.apply_coords(np.array([[3.0, 4.0]])), [[3.0, 4.0]])
+    # grayscale makes the channels equal; the scalar shift moves every pixel by the same amount
+    gray = StrongPhotometricTransform(None, True, None, None).apply_image(image)
+    assert np.array_equal(gray[..., 0], gray[..., 1])
+    shifted = StrongPhotometricTransform(None, False, None, 5.0).apply_image(np.full((2, 2, 3), 100, np.uint8))
+    assert (shifted == 105).all()
+    # probabilities 0: the image is untouched
+    aug_input = T.AugInput(image.copy())
+    T.AugmentationList([StrongPhotometric(0.0, 0.0, 0.0, 0.0)])(aug_input)
+    assert np.array_equal(aug_input.image, image)
+
+
+def test_a_point_just_inside_the_border_never_indexes_past_it():
+    # 111.99999999 passes a float64 "< 112" check but is 112.0 in float32 (a real crash
+    # on the synthetic scribbles)
+    mapper = _mapper("points", augment=False)
+    points = np.array([[112 - 1e-9, 5.0, 3], [3.0, 64 - 1e-9, 4], [10.0, 10.0, 1]])
+    moved = mapper._move_points(points, T.TransformList([]), 64, 112)
+    assert moved.dtype == np.float32
+    assert (np.floor(moved[:, 0]) < 112).all() and (np.floor(moved[:, 1]) < 64).all()
+    assert moved[:, 2].tolist() == [1.0]

@@ -3,6 +3,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
 from .inference.crf import add_crf_parameters
+from .methods.agmm.config import add_agmm_config
 from .methods.irn.config import add_irn_config
 from .methods.sipe.config import add_sipe_config
 
@@ -16,6 +17,7 @@ def add_wss_config(cfg):
     add_deeplab_config(cfg)
     add_sipe_config(cfg)
     add_irn_config(cfg)
+    add_agmm_config(cfg)
 
     # --- input ---
     # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
@@ -25,6 +27,8 @@ def add_wss_config(cfg):
     # training: instead, resize the long side to an integer drawn from [min, max] with PIL
     # bicubic (SIPE/IRN recipe, sipe.md §4.3); [] = off
     cfg.INPUT.RANDOM_LONG_SIDE = []
+    # training: AGMM's strong colour augmentation after crop and flip (jitter, grayscale, blur, shift)
+    cfg.INPUT.STRONG_PHOTOMETRIC = False
     # pad crops smaller than INPUT.CROP.SIZE at the bottom/right (labels: ignore; valid_mask False)
     cfg.INPUT.CROP.PAD = False
     # image value of that padding (uint8 image, before the model's normalisation)
@@ -49,6 +53,9 @@ def add_wss_config(cfg):
     cfg.INPUT.SPARSE.VOID_RAW = -1
     # radius of the disc drawn for each JSON point after augmentation (1: TEL's 3-px disc, 0: one pixel)
     cfg.INPUT.SPARSE.POINT_RADIUS = 1
+    # before training, histogram this many files of each sparse training set and fail when the
+    # unlabelled value never occurs (agmm.md §1.1); 0 = no check
+    cfg.INPUT.SPARSE.CHECK_FILES = 100
 
     # --- datasets ---
     # pseudo-label training sets to register: [[name, source dataset, folder of <image_id>.png], ...]
@@ -66,6 +73,10 @@ def add_wss_config(cfg):
     cfg.MODEL.SEM_SEG_HEAD.ASPP_POOL_NORM = True
     # align_corners of every bilinear resize inside the DeepLabV3+ head and of its output
     cfg.MODEL.SEM_SEG_HEAD.ALIGN_CORNERS = False
+    # ASPP dropout of whole channels (Dropout2d, AGMM) instead of single elements
+    cfg.MODEL.SEM_SEG_HEAD.ASPP_CHANNEL_DROPOUT = False
+    # head init: "c2" (Xavier convs, classifier N(0, 0.001)) or "pytorch" (PyTorch's defaults, AGMM)
+    cfg.MODEL.SEM_SEG_HEAD.INIT = "c2"
 
     # --- inference (wss_d2.inference; README "Test-time augmentation" maps each spec's protocol) ---
     # multi-scale + flip test-time augmentation

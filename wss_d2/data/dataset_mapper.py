@@ -14,7 +14,8 @@ stable field names:
                     y = row as pixel indices (pixel (r, c) holds the points with
                     floor(y + 0.5) = r, floor(x + 0.5) = c)
     image_labels    (K,) float32 multi-hot of the classes present; the background class
-                    (if the dataset has one) counts as present
+                    (if the dataset has one) counts as present. Sparse labels without tags:
+                    the classes labelled anywhere in the whole, un-augmented image (AGMM's c)
     instances       detectron2 Instances with gt_boxes (XYXY, clipped to the crop) and
                     gt_classes (label values); boxes cropped away are dropped
     cams, cam_labels  (C, H, W) float32 class activation maps and their (C,) label values
@@ -38,8 +39,9 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Boxes, Instances
 
-from .augmentation import RandomLongSide, RandomScale
+from .augmentation import RandomLongSide, RandomScale, StrongPhotometric
 from .build import DATASET_MAPPER_REGISTRY
+from .sparse_label_check import resolve_sparse_values
 from .readers import check_label_values, check_same_size, read_image, read_label_map
 from .weak_labels.cams import read_irn_cams
 from .weak_labels.points import drop_points_outside, rasterize_points
@@ -146,8 +148,7 @@ class WeakLabelDatasetMapper:
         if dataset_names is None:
             dataset_names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
         meta = resolve_weak_label_metadata(dataset_names) if dataset_names else {}
-        unlabeled = cfg.INPUT.SPARSE.UNLABELED_RAW
-        void = cfg.INPUT.SPARSE.VOID_RAW
+        unlabeled, void = resolve_sparse_values(cfg, meta)
         crop = cfg.INPUT.CROP
         return {
             "is_train": is_train,
@@ -157,9 +158,8 @@ class WeakLabelDatasetMapper:
             "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "background_class": meta.get("background_class", 0),
             "weak_label": meta.get("weak_label") or "full",
-            # -1 in the config: take the value the dataset's metadata declares
-            "sparse_unlabeled_value": meta.get("sparse_unlabeled_value") if unlabeled < 0 else unlabeled,
-            "sparse_void_value": meta.get("sparse_void_value", 255) if void < 0 else void,
+            "sparse_unlabeled_value": unlabeled,
+            "sparse_void_value": void,
             # evaluation sets carry base/novel metadata too, but only weak-shot training hides novel pixels
             "novel_classes": (meta.get("novel_classes") or ()) if meta.get("weak_label") == "weak_shot" else (),
             "flip_label_map": meta.get("flip_label_map"),
@@ -288,6 +288,7 @@ class WeakLabelDatasetMapper:
             tags = np.unique(dense[(dense < self.num_classes) & (dense != self.background_class)])
         if points is not None:
             points = drop_points_outside(points, image.shape[0], image.shape[1])[0]
+        labelled_classes = self._labelled_classes(sparse, points)  # before any crop (agmm.md §1.4)
 
         # Labelled sparse pixels become coordinates (centres at +0.5 in detectron2's
         # continuous coordinates) so that no interpolation can drop or copy them.
@@ -329,7 +330,7 @@ class WeakLabelDatasetMapper:
             if boxes is not None:
                 boxes = (boxes[0], self.flip_label_map[boxes[1]].astype(np.int64))
 
-        image_labels = self._image_labels(tags, dense, sparse, points, boxes)
+        image_labels = self._image_labels(tags, dense, sparse, points, boxes, labelled_classes)
         if dense is not None and len(self.novel_classes):
             # weak-shot: novel classes are known from tags only, never from pixels
             dense = np.where(np.isin(dense, self.novel_classes), self.ignore_label, dense).astype(np.uint8)
@@ -367,9 +368,10 @@ class WeakLabelDatasetMapper:
         """Apply `transforms` to (x, y, class) rows in continuous coordinates; keep those inside."""
         if len(points) == 0:
             return points.astype(np.float32)
-        xy = transforms.apply_coords(points[:, :2].copy())
+        # float32 first: a coordinate just below the border (111.99999999) rounds to it (112.0)
+        xy = transforms.apply_coords(points[:, :2].copy()).astype(np.float32)
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-        return np.concatenate([xy, points[:, 2:]], axis=1)[inside].astype(np.float32)
+        return np.concatenate([xy, points[:, 2:].astype(np.float32)], axis=1)[inside]
 
     def _transform_sparse(self, sparse, scattered, transforms, h, w):
         if self.weak_label in _SCATTERED_KINDS:
@@ -393,8 +395,20 @@ class WeakLabelDatasetMapper:
         keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
         return moved[keep].astype(np.float32), classes[keep]
 
-    def _image_labels(self, tags, dense, sparse, points, boxes):
-        """(K,) multi-hot: the dataset's tags, or with tags_from_crop the classes in the crop."""
+    def _labelled_classes(self, sparse, points):
+        """Classes with a labelled sparse pixel or a point in the full image, or None."""
+        if sparse is None and points is None:
+            return None
+        classes = [] if sparse is None else [np.unique(sparse[sparse < self.num_classes])]
+        if points is not None:
+            classes.append(points[:, 2].astype(np.int64))
+        return np.unique(np.concatenate(classes)).astype(np.int64)
+
+    def _image_labels(self, tags, dense, sparse, points, boxes, labelled_classes=None):
+        """
+        (K,) multi-hot: the dataset's tags, or with tags_from_crop the classes in the crop, or
+        for sparse labels without tags the classes labelled in the whole image.
+        """
         K = self.num_classes
         present = None
         if self.tags_from_crop:
@@ -414,6 +428,9 @@ class WeakLabelDatasetMapper:
             present[tags] = True
             if self.background_class is not None:
                 present[self.background_class] = True
+        elif labelled_classes is not None:
+            present = np.zeros(K, dtype=bool)
+            present[labelled_classes] = True
         elif not self.is_train and dense is not None:
             # evaluation on a fully labelled split: the image's GT tags, the standard WSSS
             # protocol for CAM methods (sipe.md §1.3); never at training time
@@ -455,7 +472,8 @@ def _label_lookup(mapping):
 
 
 def build_semantic_augmentations(cfg, is_train):
-    """DeepLab-style training augmentation: random rescale, crop, flip. Test: optional resize."""
+    """DeepLab-style training augmentation: random rescale, crop, flip, optional strong colour
+    changes (INPUT.STRONG_PHOTOMETRIC). Test: optional resize."""
     if not is_train:
         if cfg.INPUT.MIN_SIZE_TEST > 0:
             return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
@@ -484,4 +502,6 @@ def build_semantic_augmentations(cfg, is_train):
                 vertical=cfg.INPUT.RANDOM_FLIP == "vertical",
             )
         )
+    if cfg.INPUT.STRONG_PHOTOMETRIC:
+        augmentations.append(StrongPhotometric())
     return augmentations

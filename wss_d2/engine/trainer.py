@@ -14,6 +14,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data import build_dataset_mapper
+from ..data.sparse_label_check import check_sparse_labels_from_config
 from ..evaluation import CAMEvaluator, WSSSemSegEvaluator
 from ..inference import DenseCRFPool, maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
@@ -120,6 +121,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        check_sparse_labels_from_config(cfg)  # fails before training on a wrong unlabelled value
         return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
 
     @classmethod

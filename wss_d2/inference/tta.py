@@ -24,9 +24,11 @@ number of tiles covering each pixel. An image side shorter than the tile is not 
 side is processed whole (the tile is clipped to the image), so no pad value enters the model.
 
 Spec protocols (see README section "Test-time augmentation"):
-  AGMM VOC (agmm.md §6): SCALES (0.5, 0.75, ..., 2.0), FLIP, SOFTMAX, SOFTMAX_BEFORE_RESIZE,
+  AGMM VOC (agmm.md §6): the AGMM model returns probabilities (MODEL.AGMM.TEST_SOFTMAX), so
+    SOFTMAX False (with a logits model: SOFTMAX, SOFTMAX_BEFORE_RESIZE), SCALES (0.5, 0.75, ..., 2.0), FLIP,
     FUSION mean, ALIGN_CORNERS True, SIZE_ROUNDING floor.
-  AGMM Cityscapes: TTA off, SLIDING_WINDOW on, TILE 721, STRIDE 241, SOFTMAX (per tile).
+  AGMM Cityscapes: TTA off, SLIDING_WINDOW on, TILE 721, STRIDE 241, SOFTMAX (per tile, on the
+    model's probabilities: the original's double softmax).
   WR38 (sipe.md §8.2): SCALES (0.5..1.75), FLIP, SOFTMAX False (mean of logits).
   DeepLab MSC (sipe.md §8.1): SCALES (0.5, 0.75, 1.0), no FLIP, FUSION max, SOFTMAX False.
   MCC VOC (mcc.md §11.2): SCALES (1.0, 1.5, 1.25), FLIP_FUSION sum, FUSION max, SOFTMAX False.

@@ -12,6 +12,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 
+from ...modeling.batching import stack_crops
 from ...modeling.normalization import normalize_images
 
 from .affinity import affinity_loss, pair_affinities, random_walk
@@ -142,10 +143,10 @@ class IRNEdge(nn.Module):
     def forward(self, batched_inputs):
         if not self.training:
             return [self.inference(x) for x in batched_inputs]
-        images = torch.stack([x["image"] for x in batched_inputs])
-        valid = torch.stack([x["valid_mask"] for x in batched_inputs]).float()
+        images = stack_crops(batched_inputs, "image")
+        valid = stack_crops(batched_inputs, "valid_mask").float()
         logits = self.edge_logits(self.normalize(images, valid))
-        labels = torch.stack([x["sem_seg"] for x in batched_inputs]).to(self.device)
+        labels = stack_crops(batched_inputs, "sem_seg").to(self.device)
         # labels to the stride-4 grid, nearest with PIL's sampling (pixel 4i + 2)
         labels = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest-exact")[:, 0].long()
         affinities = pair_affinities(torch.sigmoid(logits), self.radius)

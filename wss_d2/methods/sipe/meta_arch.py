@@ -19,6 +19,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 
+from ...modeling.batching import stack_crops
 from ...modeling.normalization import normalize_images
 
 from .equations import (
@@ -212,8 +213,8 @@ class SIPE(nn.Module):
     def forward(self, batched_inputs):
         if not self.training:
             return [self.inference(x) for x in batched_inputs]
-        images = torch.stack([x["image"] for x in batched_inputs])
-        valid = torch.stack([x["valid_mask"] for x in batched_inputs]).float()
+        images = stack_crops(batched_inputs, "image")
+        valid = stack_crops(batched_inputs, "valid_mask").float()
         images = self.normalize(images, valid)
         tags = image_tags(batched_inputs, self.num_classes, self.background_class, self.device)
         return self.losses(*self._network(images), tags, valid.to(self.device))

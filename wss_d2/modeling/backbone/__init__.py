@@ -1,1 +1,7 @@
-from .resnet import DilatedBasicBlock, DilatedResNet, build_resnet_dilated_backbone
+from .resnet import (
+    DilatedBasicBlock,
+    DilatedResNet,
+    blocks_per_stage,
+    build_resnet_dilated_backbone,
+    build_resnet_with_block_dilations,
+)

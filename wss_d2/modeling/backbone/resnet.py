@@ -17,7 +17,13 @@ from detectron2.projects.deeplab.resnet import DeepLabStem
 
 from .frozen_stats_bn import resolve_norm
 
-__all__ = ["DilatedBasicBlock", "DilatedResNet", "build_resnet_dilated_backbone"]
+__all__ = [
+    "DilatedBasicBlock",
+    "DilatedResNet",
+    "build_resnet_dilated_backbone",
+    "blocks_per_stage",
+    "build_resnet_with_block_dilations",
+]
 
 _BLOCKS_PER_STAGE = {
     18: [2, 2, 2, 2],
@@ -97,9 +103,42 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
     NORM may also be "FrozenStatsBN" (frozen statistics, trainable affine).
     """
     r = cfg.MODEL.RESNETS
-    depth = r.DEPTH
+    stage_blocks = blocks_per_stage(r.DEPTH)
+    if len(r.RES5_MULTI_GRID) != stage_blocks[3]:
+        raise ValueError(
+            f"MODEL.RESNETS.RES5_MULTI_GRID={list(r.RES5_MULTI_GRID)} needs one entry per res5 "
+            f"block: ResNet-{r.DEPTH} has {stage_blocks[3]}"
+        )
+    dilations = _stage_dilations(r.RES4_DILATION, r.RES5_DILATION, r.RES5_STRIDE)
+    block_dilations = {stage: [dilations[stage]] * n for stage, n in zip((2, 3, 4), stage_blocks)}
+    block_dilations[5] = [dilations[5] * g for g in r.RES5_MULTI_GRID]
+    return build_resnet_with_block_dilations(cfg, input_shape, block_dilations)
+
+
+def blocks_per_stage(depth):
+    """Blocks of res2..res5 for a ResNet depth."""
     if depth not in _BLOCKS_PER_STAGE:
         raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)}, got {depth}")
+    return _BLOCKS_PER_STAGE[depth]
+
+
+def build_resnet_with_block_dilations(cfg, input_shape: ShapeSpec, block_dilations):
+    """
+    The ResNet of cfg.MODEL.RESNETS (depth, stem, norm, widths, OUT_FEATURES, FREEZE_AT)
+    with explicit dilations: `block_dilations` maps stage 2..5 to one dilation per block. A
+    stage with any dilation above 1 does not downsample (so torchvision's
+    replace_stride_with_dilation, whose first dilated block keeps the previous dilation, is
+    [1, 2, 2, ...]); res5 also keeps its resolution with RES5_STRIDE 1.
+    """
+    r = cfg.MODEL.RESNETS
+    depth = r.DEPTH
+    stage_blocks = blocks_per_stage(depth)
+    for stage, num_blocks in zip((2, 3, 4, 5), stage_blocks):
+        if len(block_dilations[stage]) != num_blocks:
+            raise ValueError(
+                f"res{stage} of ResNet-{depth} has {num_blocks} blocks, got {len(block_dilations[stage])} "
+                f"dilations: {list(block_dilations[stage])}"
+            )
     norm = resolve_norm(r.NORM)
     if r.STEM_TYPE == "basic":
         stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
@@ -111,13 +150,6 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
     basic = depth in (18, 34)
     if basic and r.RES2_OUT_CHANNELS != 64:
         raise ValueError(f"ResNet-{depth} needs MODEL.RESNETS.RES2_OUT_CHANNELS=64")
-    blocks_per_stage = _BLOCKS_PER_STAGE[depth]
-    if len(r.RES5_MULTI_GRID) != blocks_per_stage[3]:
-        raise ValueError(
-            f"MODEL.RESNETS.RES5_MULTI_GRID={list(r.RES5_MULTI_GRID)} needs one entry per res5 "
-            f"block: ResNet-{depth} has {blocks_per_stage[3]}"
-        )
-    dilations = _stage_dilations(r.RES4_DILATION, r.RES5_DILATION, r.RES5_STRIDE)
 
     max_stage = max({"stem": 2, "res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in r.OUT_FEATURES)
     in_channels = r.STEM_OUT_CHANNELS
@@ -125,17 +157,13 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
     bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
     stages = []
     for stage in range(2, max_stage + 1):
-        num_blocks = blocks_per_stage[stage - 2]
-        dilation = dilations[stage]
-        first_stride = 1 if stage == 2 or dilation > 1 or (stage == 5 and r.RES5_STRIDE == 1) else 2
-        if stage == 5:
-            block_dilations = [dilation * g for g in r.RES5_MULTI_GRID]
-        else:
-            block_dilations = [dilation] * num_blocks
+        num_blocks = stage_blocks[stage - 2]
+        dilated = max(block_dilations[stage]) > 1
+        first_stride = 1 if stage == 2 or dilated or (stage == 5 and r.RES5_STRIDE == 1) else 2
         kwargs = {
             "num_blocks": num_blocks,
             "stride_per_block": [first_stride] + [1] * (num_blocks - 1),
-            "dilation_per_block": block_dilations,
+            "dilation_per_block": list(block_dilations[stage]),
             "in_channels": in_channels,
             "out_channels": out_channels,
             "norm": norm,
@@ -154,3 +182,4 @@ def build_resnet_dilated_backbone(cfg, input_shape: ShapeSpec):
         out_channels *= 2
         bottleneck_channels *= 2
     return DilatedResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
+

@@ -19,18 +19,19 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-__all__ = ["ASPP", "WSSDeepLabV3PlusHead"]
+__all__ = ["ASPP", "AGMMDeepLabV3PlusHead", "WSSDeepLabV3PlusHead"]
 
 
 class ASPP(nn.Module):
     """
     Atrous spatial pyramid pooling: a 1x1 conv, three dilated 3x3 convs and a global image
-    pooling branch, concatenated and projected to `out_channels`, then dropout.
+    pooling branch, concatenated and projected to `out_channels`, then dropout (of elements,
+    or of whole channels with `channel_dropout`, AGMM's Dropout2d).
     """
 
     def __init__(
         self, in_channels, out_channels, dilations, *, norm, dropout=0.0, pool_norm=True,
-        align_corners=False,
+        align_corners=False, channel_dropout=False, init="c2",
     ):
         super().__init__()
         if len(dilations) != 3:
@@ -53,9 +54,10 @@ class ASPP(nn.Module):
         self.project = Conv2d(
             5 * out_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
         )
-        self.dropout = nn.Dropout(dropout)
-        for layer in [*self.branches, self.pool_conv, self.project]:
-            weight_init.c2_xavier_fill(layer)
+        self.dropout = nn.Dropout2d(dropout) if channel_dropout else nn.Dropout(dropout)
+        if init == "c2":
+            for layer in [*self.branches, self.pool_conv, self.project]:
+                weight_init.c2_xavier_fill(layer)
 
     def forward(self, x):
         outputs = [F.relu(branch(x)) for branch in self.branches]
@@ -91,8 +93,17 @@ class WSSDeepLabV3PlusHead(nn.Module):
         norm: str,
         align_corners: bool = False,
         loss_weight: float = 1.0,
+        channel_dropout: bool = False,
+        init: str = "c2",
     ):
+        """
+        channel_dropout: ASPP dropout of whole channels (Dropout2d, AGMM) instead of elements.
+        init: "c2" (detectron2: Xavier convs, classifier N(0, 0.001)) or "pytorch" (every
+            layer keeps PyTorch's default init, as AGMM's head).
+        """
         super().__init__()
+        if init not in ("c2", "pytorch"):
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.INIT must be 'c2' or 'pytorch', got {init!r}")
         if len(in_features) != 2:
             raise ValueError(
                 f"DeepLabV3+ takes [low-level, deepest] features (MODEL.SEM_SEG_HEAD.IN_FEATURES), got {in_features}"
@@ -107,7 +118,8 @@ class WSSDeepLabV3PlusHead(nn.Module):
 
         self.aspp = ASPP(
             deep.channels, aspp_channels, aspp_dilations, norm=norm, dropout=aspp_dropout,
-            pool_norm=aspp_pool_norm, align_corners=align_corners,
+            pool_norm=aspp_pool_norm, align_corners=align_corners, channel_dropout=channel_dropout,
+            init=init,
         )
         self.project = Conv2d(
             low.channels, project_channels, 1, bias=False, norm=get_norm(norm, project_channels)
@@ -123,11 +135,12 @@ class WSSDeepLabV3PlusHead(nn.Module):
             ),
         )
         self.predictor = Conv2d(decoder_channels, num_classes, 1)
-        weight_init.c2_xavier_fill(self.project)
-        for layer in self.fuse:
-            weight_init.c2_xavier_fill(layer)
-        nn.init.normal_(self.predictor.weight, 0, 0.001)
-        nn.init.constant_(self.predictor.bias, 0)
+        if init == "c2":
+            weight_init.c2_xavier_fill(self.project)
+            for layer in self.fuse:
+                weight_init.c2_xavier_fill(layer)
+            nn.init.normal_(self.predictor.weight, 0, 0.001)
+            nn.init.constant_(self.predictor.bias, 0)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -150,6 +163,8 @@ class WSSDeepLabV3PlusHead(nn.Module):
             "norm": head.NORM,
             "align_corners": head.ALIGN_CORNERS,
             "loss_weight": head.LOSS_WEIGHT,
+            "channel_dropout": head.ASPP_CHANNEL_DROPOUT,
+            "init": head.INIT,
         }
 
     def layers(self, features):
@@ -180,3 +195,19 @@ class WSSDeepLabV3PlusHead(nn.Module):
             return {"loss_sem_seg": logits.sum() * 0.0}
         loss = F.cross_entropy(logits, targets, ignore_index=self.ignore_value)
         return {"loss_sem_seg": loss * self.loss_weight}
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class AGMMDeepLabV3PlusHead(WSSDeepLabV3PlusHead):
+    """
+    The DeepLabV3+ of AGMM (agmm.md §2.2): this head with the variant's settings in the
+    config (ASPP_POOL_NORM, ASPP_CHANNEL_DROPOUT 0.5, ALIGN_CORNERS, INIT "pytorch"). In
+    training and inference alike, `forward(features, size)` returns (decoder feature at
+    stride 4, logits resized to `size`); the losses live in the meta-architecture.
+    """
+
+    def forward(self, features, size=None):
+        feature, logits = self.layers(features)
+        if size is None:
+            size = [s * self.output_stride for s in logits.shape[-2:]]
+        return feature, self.upsample(logits, size)
