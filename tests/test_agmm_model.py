@@ -105,6 +105,10 @@ def test_dense_labels_train_with_full_supervision_and_bad_values_fail():
     batch[0]["sparse_sem_seg"][0, 0] = 9
     with pytest.raises(ValueError, match="label values must be 0..5"):
         model(batch)
+    batch = _batch()
+    batch[1]["image_labels"] = torch.ones(5)
+    with pytest.raises(ValueError, match="image_labels of img1.jpg has 5 entries, expected 6"):
+        model(batch)
 
 
 def test_a_few_steps_on_one_batch_lower_the_loss():

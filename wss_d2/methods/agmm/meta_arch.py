@@ -127,12 +127,21 @@ class AGMM(nn.Module):
         images = stack_crops(batched_inputs, "image").to(self.device)
         labels = torch.stack([self._training_label(x) for x in batched_inputs]).to(self.device)
         if "image_labels" in batched_inputs[0]:
-            image_labels = torch.stack([torch.as_tensor(x["image_labels"]) for x in batched_inputs])
+            image_labels = torch.stack([self._image_labels(x) for x in batched_inputs])
         else:  # dense supervision: the classes of the label itself
             image_labels = F.one_hot(labels.clamp(max=self.num_classes), self.num_classes + 1)[..., :-1]
             image_labels = image_labels.flatten(1, 2).amax(dim=1)
         feature, logits = self.network(normalize_images(images, self.pixel_mean, self.pixel_std))
         return self.losses(feature, logits, labels, image_labels.to(self.device).float())
+
+    def _image_labels(self, x):
+        labels = torch.as_tensor(x["image_labels"]).reshape(-1)
+        if labels.numel() != self.num_classes:
+            raise ValueError(
+                f"image_labels of {x.get('file_name', '?')} has {labels.numel()} entries, expected "
+                f"{self.num_classes} (MODEL.SEM_SEG_HEAD.NUM_CLASSES)"
+            )
+        return labels
 
     def _training_label(self, x):
         if "sparse_sem_seg" in x:
