@@ -67,3 +67,17 @@ def test_pseudo_label_registration_from_config(tmp_path, synthetic_dir):
     bad = get_wss_cfg(opts=["DATASETS.PSEUDO_LABELS", "[['x', 'y']]"])
     with pytest.raises(ValueError, match=r"\[name, source dataset, folder\]"):
         register_pseudo_labels_from_config(bad)
+
+
+def test_second_stage_names_the_built_in_split_not_a_derived_registration(tmp_path):
+    # a second stage runs in a fresh process, where the CAM set of the export's command line
+    # is not registered (a real failure of tools/run_sipe_pipeline.py)
+    from wss_d2.data.datasets.pseudo_labels import register_cam_dataset, register_pseudo_label_dataset
+
+    from .conftest import load_script
+
+    export = load_script("tools/export_pseudo_labels.py")
+    register_cam_dataset("root_test_cams", "wss_synthetic_train_tags", str(tmp_path / "cams"))
+    register_pseudo_label_dataset("root_test_pseudo", "root_test_cams", str(tmp_path / "labels"))
+    assert export.root_dataset("root_test_pseudo") == "wss_synthetic_train_tags"
+    assert export.root_dataset("wss_synthetic_train_tags") == "wss_synthetic_train_tags"

@@ -84,6 +84,19 @@ def restrict_to_tags(probs, image_labels):
     return probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)
 
 
+def root_dataset(name):
+    """The dataset that a CAM or pseudo-label registration (metadata source_dataset) derives from."""
+    from detectron2.data import MetadataCatalog
+
+    seen = {name}
+    while True:
+        source = MetadataCatalog.get(name).get("source_dataset", None)
+        if not source or source in seen:
+            return name
+        seen.add(source)
+        name = source
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -224,13 +237,16 @@ def main(argv=None):
         json.dump(report, f, indent=2)
 
     name = args.name or f"{args.dataset}_pseudo_export"
+    # the second stage runs in a fresh process: name the built-in split, not a CAM or
+    # pseudo-label registration of this run's command line (it would not exist there)
+    source = root_dataset(args.dataset)
     base = os.path.abspath(args.second_stage_config or args.config_file)
     second_stage = os.path.join(args.output, "second_stage.yaml")
     with open(second_stage, "w") as f:
         f.write(
             f'_BASE_: "{base}"\n'
             "DATASETS:\n"
-            f'  PSEUDO_LABELS: [["{name}", "{args.dataset}", "{os.path.abspath(args.output)}"]]\n'
+            f'  PSEUDO_LABELS: [["{name}", "{source}", "{os.path.abspath(args.output)}"]]\n'
             f'  TRAIN: ("{name}",)\n'
         )
     logger.info(
