@@ -15,6 +15,7 @@ from .readers import read_label_map
 __all__ = ["check_sparse_label_encoding", "check_sparse_labels_from_config", "resolve_sparse_values"]
 
 logger = logging.getLogger(__name__)
+SPARSE_KINDS = ("scribbles", "points", "clicks")  # metadata weak_label of sets with sparse PNGs
 MAX_LABELLED_SHARE = 0.5  # sparse labels cover a few percent of the pixels, never most of them
 
 
@@ -81,6 +82,8 @@ def check_sparse_labels_from_config(cfg):
     if max_files <= 0:
         return
     for dataset_name in cfg.DATASETS.TRAIN:
+        if MetadataCatalog.get(dataset_name).get("weak_label", None) not in SPARSE_KINDS:
+            continue  # only sparse sets have label files to check; skip loading the others' dicts twice
         files = [d["sparse_sem_seg_file_name"] for d in DatasetCatalog.get(dataset_name) if "sparse_sem_seg_file_name" in d]
         if not files:
             continue
