@@ -33,7 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--points-per-object", type=int, default=1)
     parser.add_argument("--background-points", type=int, default=None, help="default: --points-per-object")
-    parser.add_argument("--scribble-fraction", type=float, default=1.0, help="kept fraction of each skeleton")
+    parser.add_argument("--scribble-fraction", type=float, nargs="+", default=[1.0],
+                        help="kept fraction of each skeleton; several write a folder each")
     parser.add_argument("--clicks", type=int, default=20, help="clicks per image")
     return parser.parse_args(argv)
 

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
 from wss_d2.data.datasets import SYNTHETIC_CLASSES, load_voc_sem_seg
 from wss_d2.data.readers import read_label_map
 from wss_d2.data.weak_labels import (
@@ -103,6 +105,22 @@ def test_scribbles_match_the_requested_fraction(records, tmp_path, fraction):
             assert (scribble == cls).any()
 
 
+def test_several_scribble_fractions_write_a_folder_each(records, tmp_path):
+    summary = _simulate(records[:12], tmp_path / "both", kinds=("scribbles",), scribble_fraction=(1.0, 0.3))
+    _simulate(records[:12], tmp_path / "short", kinds=("scribbles",), scribble_fraction=0.3)
+    assert summary["folders"]["scribbles"] == ["scribble/seginst", "scribble/seginst_0.3"]
+    kept, total = summary["stats"]["skeleton_kept"], summary["stats"]["skeleton_total"]
+    assert kept["1"] == total and abs(kept["0.3"] / total - 0.3) < 0.05
+    for record in records[:12]:
+        name = record["image_id"] + ".png"
+        whole, short = (np.asarray(Image.open(tmp_path / "both" / f / name))
+                        for f in ("scribble/seginst", "scribble/seginst_0.3"))
+        # the short stroke is a piece of the whole one, and the same as when written alone
+        assert ((short == whole) | (short == K)).all() and (short < K).sum() < (whole < K).sum()
+        alone = np.asarray(Image.open(tmp_path / "short" / "scribble/seginst_0.3" / name))
+        np.testing.assert_array_equal(short, alone)
+
+
 def test_scribble_is_one_contiguous_stroke_of_width_3():
     label = np.zeros((40, 80), np.uint8)
     label[10:30, 5:75] = 1  # a long bar: its skeleton is a horizontal line
@@ -133,8 +151,14 @@ def test_bundled_synthetic_dataset_has_every_kind(synthetic_dir):
         summary = json.load(f)
     assert set(summary["kinds"]) == set(ALL_KINDS) and summary["unlabeled_value"] == K
     ids = [r["image_id"] for r in load_voc_sem_seg(synthetic_dir, "train")]
-    for folder, ext in (("Annotations", ".xml"), ("point/segcls", ".png"), ("scribble/seginst", ".png"), ("20clicks", ".png")):
+    folders = ("Annotations", ".xml"), ("point/segcls", ".png"), ("scribble/seginst", ".png"), \
+        ("scribble/seginst_0.3", ".png"), ("20clicks", ".png")
+    for folder, ext in folders:
         assert all(os.path.isfile(os.path.join(synthetic_dir, folder, i + ext)) for i in ids), folder
+    assert summary["scribble_fraction"] == [1.0, 0.3]
+    short = DatasetCatalog.get("wss_synthetic_train_scribbles_0.3")
+    assert len(short) == len(ids) and short[0]["sparse_sem_seg_file_name"].endswith(f"seginst_0.3/{ids[0]}.png")
+    assert MetadataCatalog.get("wss_synthetic_train_scribbles_0.3").sparse_unlabeled_value == K
     assert os.path.isfile(os.path.join(synthetic_dir, "cls_labels.npy"))
 
 

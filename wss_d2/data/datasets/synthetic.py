@@ -17,12 +17,12 @@ $DETECTRON2_DATASETS, else ./datasets):
     JPEGImages/<id>.jpg
     SegmentationClass/<id>.png
     ImageSets/Segmentation/{train,val}.txt
-    cls_labels.npy, Annotations/, point/segcls/, points.json, scribble/seginst/, 20clicks/
+    cls_labels.npy, Annotations/, point/segcls/, points.json, scribble/seginst{,_0.3}/, 20clicks/
     weak_labels.json      # simulator parameters and achieved densities
     wss_synthetic.json    # generator version, seed, counts; written last, marks completion
 
 Registered: wss_synthetic_{train,val} (full masks); wss_synthetic_train_{tags, boxes,
-scribbles, points, points_json, clicks, pseudo}; weak-shot wss_synthetic_{train,val}_ws
+scribbles, scribbles_0.3, points, points_json, clicks, pseudo}; weak-shot wss_synthetic_{train,val}_ws
 (novel classes 4 checkered_triangle and 5 dotted_cross: masks for 1-3 only, tags for all).
 """
 import json
@@ -61,17 +61,22 @@ _CLASS_RECIPES = {
 # class that tends to appear with each class, like person+bicycle in VOC
 _PARTNER = {1: 2, 2: 1, 3: 5, 4: 3, 5: 4}
 SPLIT_SIZES = {"train": 1000, "val": 100}
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 DEFAULT_SEED = 0
 DIRNAME = "wss_synthetic"
-# label budgets of the bundled weak labels (datasets/make_weak_labels.py writes others)
-SIMULATED_WEAK_LABELS = {"points_per_object": 1, "background_points": 1, "scribble_fraction": 1.0, "num_clicks": 20}
+# label budgets of the bundled weak labels (datasets/make_weak_labels.py writes others). Whole
+# 3-px strokes label 9.2 % of the pixels of these ~100-px images (3 px is 3 % of their width,
+# 0.6 % of VOC's 500); 30 % of the length (SPML's shortest scribbles) labels 2.8 %, which leaves
+# room between partial CE and dense labels (README "AGMM on the synthetic data").
+SIMULATED_WEAK_LABELS = {"points_per_object": 1, "background_points": 1, "scribble_fraction": (1.0, 0.3),
+                         "num_clicks": 20}
 NOVEL_CLASSES = (4, 5)
 _K = 6  # number of classes, the unlabelled value of the sparse PNGs
 SYNTHETIC_WEAK_LABELS = {
     "tags": ("tags", {}, {}),
     "boxes": ("boxes", {}, {}),
     "scribbles": ("scribbles", {"sparse_dir": "scribble/seginst"}, {"sparse_unlabeled_value": _K}),
+    "scribbles_0.3": ("scribbles", {"sparse_dir": "scribble/seginst_0.3"}, {"sparse_unlabeled_value": _K}),
     "points": ("points", {"sparse_dir": "point/segcls"}, {"sparse_unlabeled_value": _K}),
     "points_json": ("points_json", {"point_files": ("points.json",)}, {}),
     "clicks": ("clicks", {"sparse_dir": "20clicks"}, {"sparse_unlabeled_value": _K}),

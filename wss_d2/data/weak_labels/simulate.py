@@ -13,7 +13,8 @@ Kinds and their real formats (written by `write_weak_labels` in a VOC-style layo
     points     point/segcls/<id>.png          n points per object + n background points, 3-px
                points.json                    discs (TEL/AGMM); What's-the-Point JSON (§3.4)
     scribbles  scribble/seginst[_<f>]/<id>.png  a contiguous fraction f of each region's
-                                              skeleton (background included), width 3 (§3.3)
+                                              skeleton (background included), width 3 (§3.3);
+                                              several fractions give one folder each
     clicks     <N>clicks/<id>.png             N single pixels per image, uniform over valid
                                               pixels (Cityscapes recipe, §8.3)
 Sparse PNGs hold K (number of classes) on unlabelled pixels, the class id on labelled ones.
@@ -37,6 +38,7 @@ __all__ = [
     "simulate_points",
     "simulate_scribbles",
     "simulate_clicks",
+    "scribble_folder",
     "write_weak_labels",
     "WEAK_LABEL_LAYOUT",
 ]
@@ -52,6 +54,11 @@ WEAK_LABEL_LAYOUT = {
     "scribbles": os.path.join("scribble", "seginst"),
     "clicks": "{n}clicks",
 }
+
+
+def scribble_folder(fraction):
+    """scribble/seginst for whole strokes, scribble/seginst_<f> for a fraction f of them."""
+    return WEAK_LABEL_LAYOUT["scribbles"] + ("" if fraction == 1 else f"_{fraction:g}")
 
 
 def image_rng(seed, image_id):
@@ -200,6 +207,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
     Simulate and write the requested `kinds` for `records` (dataset dicts with image_id and
     sem_seg_file_name) into `output_dir`; returns the summary also written to
     `output_dir/weak_labels.json` (parameters, counts and achieved densities).
+    `scribble_fraction` is one fraction or a sequence of them (a folder each).
     """
     from ..readers import read_label_map
 
@@ -208,25 +216,28 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
         raise ValueError(f"Unknown weak-label kinds {sorted(unknown)}")
     if "tags" in kinds and background_class != 0:
         raise ValueError("cls_labels tag files have no background slot and need the background class at 0")
-    scribble_dir = WEAK_LABEL_LAYOUT["scribbles"] + ("" if scribble_fraction == 1 else f"_{scribble_fraction:g}")
+    fractions = [float(f) for f in np.atleast_1d(scribble_fraction)]
+    scribble_dirs = {f: scribble_folder(f) for f in fractions}
     dirs = {
         "boxes": WEAK_LABEL_LAYOUT["boxes"],
         "points": WEAK_LABEL_LAYOUT["points"],
-        "scribbles": scribble_dir,
+        "scribbles": scribble_dirs[fractions[0]] if len(fractions) == 1 else list(scribble_dirs.values()),
         "clicks": WEAK_LABEL_LAYOUT["clicks"].format(n=num_clicks),
     }
     for kind in kinds:
-        if kind in dirs:
-            os.makedirs(os.path.join(output_dir, dirs[kind]), exist_ok=True)
+        for folder in np.atleast_1d(dirs.get(kind, [])):
+            os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
     tags, points_json = {}, {}
     stats = {"images": 0, "points": 0, "objects": 0, "clicks": 0, "skeleton_kept": 0, "skeleton_total": 0}
+    if len(fractions) > 1:
+        stats["skeleton_kept"] = {f"{f:g}": 0 for f in fractions}
     for record in records:
         image_id = record["image_id"]
         label = read_label_map(record["sem_seg_file_name"])
         height, width = label.shape
         # one generator per kind keeps each kind reproducible on its own
         seeds = image_rng(seed, image_id).integers(2**63, size=3)
-        points_rng, scribble_rng, click_rng = (np.random.default_rng(s) for s in seeds)
+        points_rng, click_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[2])
         stats["images"] += 1
         if "tags" in kinds:
             tags[image_id] = tags_from_label_map(label, num_classes, ignore_label, background_class)
@@ -248,14 +259,19 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
                 {"x": int(x), "y": int(y), "cls": int(c), "rank": int(r)}
                 for (x, y, c), r in zip(points.tolist(), _rank_within_class(points[:, 2]))
             ]
-        if "scribbles" in kinds:
+        for fraction in fractions if "scribbles" in kinds else ():
+            # the same stream for every fraction: a shorter stroke is a piece of the longer one
             scribble, kept, total = simulate_scribbles(
-                label, scribble_rng, fraction=scribble_fraction,
+                label, np.random.default_rng(seeds[1]), fraction=fraction,
                 num_classes=num_classes, ignore_label=ignore_label, background_class=background_class,
             )
-            stats["skeleton_kept"] += kept
-            stats["skeleton_total"] += total
-            write_label_png(scribble, os.path.join(output_dir, dirs["scribbles"], image_id + ".png"))
+            if len(fractions) > 1:
+                stats["skeleton_kept"][f"{fraction:g}"] += kept
+            else:
+                stats["skeleton_kept"] += kept
+            if fraction == fractions[0]:
+                stats["skeleton_total"] += total
+            write_label_png(scribble, os.path.join(output_dir, scribble_dirs[fraction], image_id + ".png"))
         if "clicks" in kinds:
             clicks = simulate_clicks(label, click_rng, num_clicks=num_clicks,
                                      num_classes=num_classes, ignore_label=ignore_label)
@@ -275,7 +291,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
         "unlabeled_value": num_classes,
         "points_per_object": points_per_object,
         "background_points": points_per_object if background_points is None else background_points,
-        "scribble_fraction": scribble_fraction,
+        "scribble_fraction": fractions[0] if len(fractions) == 1 else fractions,
         "num_clicks": num_clicks,
         "folders": {k: v for k, v in dirs.items() if k in kinds},
         "stats": stats,

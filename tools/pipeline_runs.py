@@ -1,0 +1,42 @@
+"""
+Helpers of the one-command experiment tools (run_sipe_pipeline.py, run_agmm_comparison.py):
+each stage is a subprocess whose finished output is reused.
+"""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(command, log):
+    print("+", " ".join(command), flush=True)
+    with open(log, "w") as f:
+        subprocess.run(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
+def train(config, output, *opts, num_gpus=1):
+    """train_net.py unless output/model_final.pth exists; returns (results, seconds per iteration)."""
+    if not os.path.exists(os.path.join(output, "model_final.pth")):
+        os.makedirs(output, exist_ok=True)
+        run([sys.executable, "train_net.py", "--config-file", config, "--num-gpus", str(num_gpus),
+             "OUTPUT_DIR", output, *opts], os.path.join(output, "stdout.log"))
+    results_file = os.path.join(output, "results.json")  # absent for a run without test sets
+    results = {}
+    if os.path.exists(results_file):
+        with open(results_file) as f:
+            results = json.load(f)
+    return results, seconds_per_iteration(output)
+
+
+def seconds_per_iteration(output):
+    """Median of the `time` entries of detectron2's metrics.json (data loading included)."""
+    times = []
+    with open(os.path.join(output, "metrics.json")) as f:
+        for line in f:
+            record = json.loads(line)
+            if "time" in record:
+                times.append(record["time"])
+    times.sort()
+    return times[len(times) // 2] if times else float("nan")
