@@ -1,5 +1,6 @@
 """End-to-end runs of train_net.py on the synthetic dataset (CPU, a few minutes in all)."""
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from detectron2.engine.hooks import HookBase
 
 from wss_d2 import get_wss_cfg
 from wss_d2.engine import Trainer
+from wss_d2.engine.trainer import BestValCheckpointer
 
 from .conftest import MAIN_CONFIG, REPO
 
@@ -182,6 +184,29 @@ def test_interrupted_training_saves_checkpoint_and_resumes(tmp_path):
     resumed = _trainer(output_dir, "SOLVER.MAX_ITER", "10")
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 4
+
+
+def test_best_checkpointer_keeps_the_best_evaluation(tmp_path, caplog):
+    trainer = _trainer(str(tmp_path / "best"), "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2",
+                       "SOLVER.BEST_CHECKPOINTER.METRIC", "sem_seg/mIoU")
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    evaluations = trainer.storage.history("sem_seg/mIoU").values()  # [(mIoU, iteration)]
+    assert len(evaluations) == 2  # after iteration 2 and at the end
+    best_miou, best_iter = max(evaluations, key=lambda e: (e[0], -e[1]))  # the first of equals
+    saved = torch.load(str(tmp_path / "best" / "model_best.pth"), weights_only=False)
+    assert saved["iteration"] == best_iter
+
+    # a metric the evaluation does not log: no model_best.pth, and a warning naming the real ones
+    trainer = _trainer(str(tmp_path / "typo"), "SOLVER.MAX_ITER", "1", "SOLVER.BEST_CHECKPOINTER.METRIC", "sem_seg/miou")
+    trainer.resume_or_load(resume=False)
+    with caplog.at_level(logging.WARNING, logger="wss_d2.engine.trainer"):
+        logging.getLogger("wss_d2.engine.trainer").propagate = True
+        trainer.train()
+    assert not os.path.exists(tmp_path / "typo" / "model_best.pth")
+    assert "'sem_seg/miou' was not logged" in caplog.text and "sem_seg/mIoU" in caplog.text
+    with pytest.raises(ValueError, match="BEST_CHECKPOINTER.MODE"):
+        BestValCheckpointer(2, trainer.checkpointer, "sem_seg/mIoU", "best")
 
 
 def test_unknown_key_on_command_line_fails_clearly():

@@ -145,6 +145,13 @@ def add_wss_config(cfg):
     # learning-rate multiplier of backbone parameters (new layers use SOLVER.BASE_LR)
     cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
     # SOLVER.CLIP_GRADIENTS.CLIP_TYPE may also be "full_model": one L2 norm over all parameters
+    # keep model_best.pth of the evaluation with the best METRIC, checked at every
+    # TEST.EVAL_PERIOD and at the end
+    cfg.SOLVER.BEST_CHECKPOINTER = CN()
+    # a key of the flattened evaluation results, e.g. "sem_seg/mIoU"; "" = off
+    cfg.SOLVER.BEST_CHECKPOINTER.METRIC = ""
+    # "max" or "min"
+    cfg.SOLVER.BEST_CHECKPOINTER.MODE = "max"
 
 
 class ConfigKeyError(KeyError):

@@ -8,7 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
-from detectron2.engine.hooks import HookBase
+from detectron2.engine.hooks import BestCheckpointer, HookBase
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -19,9 +19,33 @@ from ..evaluation import CAMEvaluator, WSSSemSegEvaluator
 from ..inference import DenseCRFPool, maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
 
-__all__ = ["Trainer", "CheckpointOnInterrupt"]
+__all__ = ["Trainer", "CheckpointOnInterrupt", "BestValCheckpointer"]
 
 logger = logging.getLogger(__name__)
+
+
+class BestValCheckpointer(BestCheckpointer):
+    """
+    detectron2's BestCheckpointer (model_best.pth at the best SOLVER.BEST_CHECKPOINTER.METRIC),
+    with a check of the mode up front and, when the evaluation did not log the metric (a typo),
+    a warning that lists the metrics it did log.
+    """
+
+    def __init__(self, eval_period, checkpointer, val_metric, mode="max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"SOLVER.BEST_CHECKPOINTER.MODE must be 'max' or 'min', got {mode!r}")
+        super().__init__(eval_period, checkpointer, val_metric, mode)
+
+    def _best_checking(self):
+        latest = self.trainer.storage.latest()
+        if self._val_metric not in latest:
+            logged = sorted(k for k in latest if "/" in k and not k.startswith(("loss", "lr")))
+            logger.warning(
+                f"SOLVER.BEST_CHECKPOINTER.METRIC {self._val_metric!r} was not logged by the evaluation, "
+                f"so no model_best.pth is kept; logged metrics: {logged}"
+            )
+            return
+        super()._best_checking()
 
 
 class CheckpointOnInterrupt(HookBase):
@@ -89,7 +113,12 @@ class Trainer(DefaultTrainer):
         return getattr(self, "_last_eval_results", None)
 
     def build_hooks(self):
-        return super().build_hooks() + [CheckpointOnInterrupt(self.checkpointer)]
+        hooks = super().build_hooks() + [CheckpointOnInterrupt(self.checkpointer)]
+        best = self.cfg.SOLVER.BEST_CHECKPOINTER
+        # after EvalHook, whose results only the main process stores
+        if best.METRIC and comm.is_main_process():
+            hooks.append(BestValCheckpointer(self.cfg.TEST.EVAL_PERIOD, self.checkpointer, best.METRIC, best.MODE))
+        return hooks
 
     def state_dict(self):
         state = super().state_dict()
