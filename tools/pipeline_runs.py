@@ -40,3 +40,12 @@ def seconds_per_iteration(output):
                 times.append(record["time"])
     times.sort()
     return times[len(times) // 2] if times else float("nan")
+
+
+def write_report(output, figures, table):
+    """<output>/results.json (the figures) and <output>/results.md (the markdown table); prints the table."""
+    with open(os.path.join(output, "results.json"), "w") as f:
+        json.dump(figures, f, indent=2)
+    with open(os.path.join(output, "results.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)

@@ -13,13 +13,12 @@ and the median s/iter. Writes <output>/results.json and <output>/results.md; a f
 run is reused (delete its folder to rerun it).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when imported as a module
-from pipeline_runs import train  # noqa: E402
+from pipeline_runs import train, write_report  # noqa: E402
 
 WHOLE_SCRIBBLES = ("DATASETS.TRAIN", "('wss_synthetic_train_scribbles',)")
 CONFIGS = [
@@ -65,8 +64,6 @@ def main(argv=None):
     reference = rows[0]["mIoU_mean"]
     for row in rows:
         row["fraction_of_supervised"] = row["mIoU_mean"] / reference
-    with open(f"{out}/results.json", "w") as f:
-        json.dump(rows, f, indent=2)
     seeds = ", ".join(map(str, args.seeds))
     table = "\n".join(
         [f"| labels | loss | val mIoU, mean of seeds {seeds} | per seed | of supervised | s/iter | config |",
@@ -76,9 +73,7 @@ def main(argv=None):
            + f" | {100 * r['fraction_of_supervised']:.0f} % | {r['s_per_iter']:.3f} | `{os.path.basename(r['config'])}` |"
            for r in rows]
     )
-    with open(f"{out}/results.md", "w") as f:
-        f.write(table + "\n")
-    print(table)
+    write_report(out, rows, table)
     return rows
 
 

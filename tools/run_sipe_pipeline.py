@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when imported as a module
-from pipeline_runs import REPO, run, seconds_per_iteration, train  # noqa: E402
+from pipeline_runs import REPO, run, seconds_per_iteration, train, write_report  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -109,8 +109,6 @@ def main(argv=None):
     figures["supervised_val_mIoU"] = baseline["sem_seg"]["mIoU"]
     figures["second_stage_fraction_of_supervised"] = figures["second_stage_val_mIoU"] / figures["supervised_val_mIoU"]
 
-    with open(f"{out}/results.json", "w") as f:
-        json.dump(figures, f, indent=2)
     table = "\n".join([
         "| stage | metric | value |",
         "|---|---|---:|",
@@ -125,9 +123,7 @@ def main(argv=None):
         f"| second stage / supervised | fraction | {figures['second_stage_fraction_of_supervised']:.3f} |",
         f"| SIPE training vs supervised | s/iter | {figures['sipe_s_per_iter']:.3f} vs {figures['supervised_s_per_iter']:.3f} |",
     ])
-    with open(f"{out}/results.md", "w") as f:
-        f.write(table + "\n")
-    print(table)
+    write_report(out, figures, table)
     return figures
 
 

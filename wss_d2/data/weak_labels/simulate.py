@@ -157,10 +157,18 @@ def simulate_scribbles(label, rng, *, fraction, num_classes, ignore_label=255, b
     click), drawn `width` px wide inside the region.
     Returns (map, stroke-path pixels kept, stroke-path pixels in all).
     """
+    strokes = _scribble_strokes(label, rng, num_classes, ignore_label, background_class)
+    return _draw_scribble(strokes, fraction, num_classes, width)
+
+
+def _scribble_strokes(label, rng, num_classes, ignore_label, background_class):
+    """
+    The full stroke of every region, which any fraction cuts: the regions, their classes, the
+    skeleton pixels (rows, cols), which of them lie on the stroke, each one's hop distance from
+    the stroke's (randomly chosen) start, and the stroke length of its region.
+    """
     from skimage.morphology import skeletonize
 
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"scribble fraction must be in [0, 1], got {fraction}")
     regions, classes = _regions(label, num_classes, ignore_label, True, background_class)
     skeleton = skeletonize(regions > 0) & (regions > 0)
     # a region can have no skeleton pixel left (thin or tiny): use its deepest pixel instead
@@ -173,8 +181,9 @@ def simulate_scribbles(label, rng, *, fraction, num_classes, ignore_label=255, b
             skeleton.ravel()[deepest] = True
     graph, rows, cols = _skeleton_graph(skeleton)
     _, component = connected_components(graph, directed=False)
-    kept = np.zeros(len(rows), dtype=bool)
     on_path = np.zeros(len(rows), dtype=bool)
+    from_start = np.zeros(len(rows))
+    stroke_length = np.zeros(len(rows))
     for comp in np.unique(component):  # one stroke per region: a loop over regions, not pixels
         members = np.flatnonzero(component == comp)
         start = members[rng.integers(len(members))]
@@ -188,9 +197,19 @@ def simulate_scribbles(label, rng, *, fraction, num_classes, ignore_label=255, b
         if rng.random() < 0.5:  # start the kept piece from either end
             from_a = from_b
         on_path[members[path]] = True
-        kept[members[path & (from_a <= fraction * length)]] = True
-    scribble = np.full(label.shape, num_classes, dtype=np.uint8)
-    seeds = np.zeros(label.shape, dtype=np.int64)
+        from_start[members] = from_a
+        stroke_length[members] = length
+    return regions, classes, rows, cols, on_path, from_start, stroke_length
+
+
+def _draw_scribble(strokes, fraction, num_classes, width):
+    """The `fraction` of every stroke from its start, `width` px wide: (map, kept, total)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"scribble fraction must be in [0, 1], got {fraction}")
+    regions, classes, rows, cols, on_path, from_start, stroke_length = strokes
+    kept = on_path & (from_start <= fraction * stroke_length)
+    scribble = np.full(regions.shape, num_classes, dtype=np.uint8)
+    seeds = np.zeros(regions.shape, dtype=np.int64)
     seeds[rows[kept], cols[kept]] = regions[rows[kept], cols[kept]]
     # widen to `width` px, never leaving the region the stroke belongs to
     grown = ndimage.grey_dilation(seeds, footprint=np.ones((width, width), dtype=bool))
@@ -229,8 +248,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
             os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
     tags, points_json = {}, {}
     stats = {"images": 0, "points": 0, "objects": 0, "clicks": 0, "skeleton_kept": 0, "skeleton_total": 0}
-    if len(fractions) > 1:
-        stats["skeleton_kept"] = {f"{f:g}": 0 for f in fractions}
+    skeleton_kept = dict.fromkeys(fractions, 0)
     for record in records:
         image_id = record["image_id"]
         label = read_label_map(record["sem_seg_file_name"])
@@ -259,19 +277,15 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
                 {"x": int(x), "y": int(y), "cls": int(c), "rank": int(r)}
                 for (x, y, c), r in zip(points.tolist(), _rank_within_class(points[:, 2]))
             ]
-        for fraction in fractions if "scribbles" in kinds else ():
-            # the same stream for every fraction: a shorter stroke is a piece of the longer one
-            scribble, kept, total = simulate_scribbles(
-                label, np.random.default_rng(seeds[1]), fraction=fraction,
-                num_classes=num_classes, ignore_label=ignore_label, background_class=background_class,
-            )
-            if len(fractions) > 1:
-                stats["skeleton_kept"][f"{fraction:g}"] += kept
-            else:
-                stats["skeleton_kept"] += kept
-            if fraction == fractions[0]:
-                stats["skeleton_total"] += total
-            write_label_png(scribble, os.path.join(output_dir, scribble_dirs[fraction], image_id + ".png"))
+        if "scribbles" in kinds:
+            # one set of strokes cut to every fraction: a shorter stroke is a piece of the longer one
+            strokes = _scribble_strokes(label, np.random.default_rng(seeds[1]), num_classes, ignore_label,
+                                        background_class)
+            for fraction in fractions:
+                scribble, kept, total = _draw_scribble(strokes, fraction, num_classes, width=3)
+                skeleton_kept[fraction] += kept
+                write_label_png(scribble, os.path.join(output_dir, scribble_dirs[fraction], image_id + ".png"))
+            stats["skeleton_total"] += total
         if "clicks" in kinds:
             clicks = simulate_clicks(label, click_rng, num_clicks=num_clicks,
                                      num_classes=num_classes, ignore_label=ignore_label)
@@ -284,6 +298,9 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
     if "points" in kinds:
         with open(os.path.join(output_dir, WEAK_LABEL_LAYOUT["points_json"]), "w") as f:
             json.dump(points_json, f)
+    # kept stroke pixels: a number for one fraction, per fraction for several
+    stats["skeleton_kept"] = (skeleton_kept[fractions[0]] if len(fractions) == 1
+                              else {f"{f:g}": n for f, n in skeleton_kept.items()})
     summary = {
         "seed": seed,
         "kinds": sorted(kinds),
