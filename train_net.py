@@ -9,20 +9,19 @@ Train and evaluate wss_d2 models.
 
 With no GPU, --num-gpus N starts N CPU processes that communicate through GLOO.
 """
-import json
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from wss_d2 import get_wss_cfg
-from wss_d2.checkpoint import load_weights_strict
+from wss_d2.checkpoint import WSSCheckpointer, load_weights_strict
 from wss_d2.data.datasets import register_pseudo_labels_from_config
 from wss_d2.engine import Trainer
+from wss_d2.utils import write_json
 
 RESULTS_FILE = "results.json"
 
@@ -46,18 +45,21 @@ def report(cfg, results):
     for dataset, tasks in per_dataset.items():
         if "mIoU" in tasks.get("sem_seg", {}):
             logger.info(f"{dataset}: mIoU = {tasks['sem_seg']['mIoU']:.2f}")
-    with open(os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE), results)  # strict JSON: NaN as null
 
 
 def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-        resume = args.resume and checkpointer.has_checkpoint()
-        weights = checkpointer.get_checkpoint_file() if resume else cfg.MODEL.WEIGHTS
-        load_weights_strict(model, weights)  # a checkpoint that does not fit fails, naming the keys
+        named = WSSCheckpointer(model, save_dir=cfg.OUTPUT_DIR).named_checkpoint() if args.resume else ""
+        weights, source = (named, f"{cfg.OUTPUT_DIR}/last_checkpoint") if named else (cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
+        if not weights:
+            raise SystemExit(
+                "--eval-only needs the weights to evaluate: add MODEL.WEIGHTS path/to/model_final.pth to the "
+                f"command line (or --resume, to use {cfg.OUTPUT_DIR}/last_checkpoint)"
+            )
+        load_weights_strict(model, weights, source)  # a checkpoint that does not fit fails, naming the keys
         results = Trainer.test(cfg, model)
         if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS:
             verify_results(cfg, results)

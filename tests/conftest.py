@@ -1,4 +1,5 @@
 import importlib.util
+import logging
 import os
 import sys
 
@@ -31,6 +32,19 @@ def lr_factors(optimizer, scheduler, steps):
         optimizer.step()
         scheduler.step()
     return factors
+
+
+@pytest.fixture
+def restore_loggers():
+    """train_net.py and the export tool call detectron2's setup_logger, which stops these loggers
+    propagating (and adds handlers); put them back so later tests' caplog still sees records."""
+    names = ("wss_d2", "detectron2", "d2", "fvcore")
+    saved = {n: (logging.getLogger(n).propagate, list(logging.getLogger(n).handlers)) for n in names}
+    yield
+    for name, (propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from wss_d2 import get_wss_cfg
 from wss_d2.engine import Trainer
 from wss_d2.engine.trainer import BestValCheckpointer
 
-from .conftest import MAIN_CONFIG, REPO
+from .conftest import MAIN_CONFIG, REPO, load_script
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +84,20 @@ def test_eval_only_refuses_a_checkpoint_that_does_not_fit(trained, tmp_path):
     assert proc.returncode != 0
     assert "does not fit the model" in proc.stderr and "missing from the checkpoint: backbone.res2.2." in proc.stderr
 
+    # a 21-class .pkl (detectron2 format, matching heuristics): detectron2 alone skips the head and
+    # evaluates a random one with exit 0
+    state = torch.load(weights, weights_only=False)["model"]
+    state = {k: v.numpy() for k, v in state.items()}
+    state["sem_seg_head.predictor.weight"] = np.zeros((21,) + state["sem_seg_head.predictor.weight"].shape[1:], np.float32)
+    state["sem_seg_head.predictor.bias"] = np.zeros(21, np.float32)
+    pkl = tmp_path / "voc_head.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"model": state, "__author__": "test", "matching_heuristics": True}, f)
+    proc = run_train_net("--eval-only", "MODEL.WEIGHTS", str(pkl), "OUTPUT_DIR", str(tmp_path / "pkl"), check=False)
+    assert proc.returncode != 0
+    assert "does not fit the model" in proc.stderr and "sem_seg_head.predictor.bias" in proc.stderr
+    assert not (tmp_path / "pkl" / "results.json").exists()
+
 
 def test_eval_only_reproduces_mIoU(trained, tmp_path):
     weights = os.path.join(trained, "model_final.pth")
@@ -132,9 +147,9 @@ def test_resume_continues_from_last_checkpoint(trained, tmp_path):
     with open(os.path.join(output_dir, "metrics.json")) as f:
         entries = [json.loads(line) for line in f if line.strip()]
     iterations = [e["iteration"] for e in entries if "total_loss" in e]  # training steps only
-    first_end = iterations.index(TRAIN_ITERS - 1)  # the first run's last entry
-    resumed = iterations[first_end + 1 :]
-    assert resumed and RESUME_FROM <= min(resumed) and resumed[-1] == TRAIN_ITERS - 1
+    # the first run's entries from RESUME_FROM on were dropped; the resumed run logged them again
+    assert iterations == sorted(set(iterations)) and iterations[-1] == TRAIN_ITERS - 1
+    assert any(i < RESUME_FROM for i in iterations) and any(i >= RESUME_FROM for i in iterations)
     checkpoint = torch.load(os.path.join(output_dir, "model_final.pth"), weights_only=False)
     assert checkpoint["trainer"]["iteration"] == TRAIN_ITERS - 1
     assert os.path.exists(os.path.join(output_dir, "results.json"))
@@ -207,6 +222,32 @@ def test_best_checkpointer_keeps_the_best_evaluation(tmp_path, caplog):
     assert "'sem_seg/miou' was not logged" in caplog.text and "sem_seg/mIoU" in caplog.text
     with pytest.raises(ValueError, match="BEST_CHECKPOINTER.MODE"):
         BestValCheckpointer(2, trainer.checkpointer, "sem_seg/mIoU", "best")
+
+
+def test_results_json_is_strict_json(trained, tmp_path):
+    def no_constants(name):
+        raise AssertionError(f"results.json holds {name}, which is not JSON")
+
+    with open(os.path.join(trained, "results.json")) as f:
+        json.loads(f.read(), parse_constant=no_constants)
+    train_net = load_script("train_net.py")
+    cfg = get_wss_cfg(MAIN_CONFIG, ["OUTPUT_DIR", str(tmp_path)])
+    train_net.report(cfg, {"sem_seg": {"mIoU": 50.0, "IoU-disc": float("nan"), "IoU-cross": np.float64("inf")}})
+    written = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_constants)
+    assert written == {"sem_seg": {"mIoU": 50.0, "IoU-disc": None, "IoU-cross": None}}
+
+
+def test_eval_only_without_weights_names_the_key(tmp_path):
+    proc = run_train_net("--eval-only", "OUTPUT_DIR", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert "--eval-only needs the weights" in proc.stderr and "MODEL.WEIGHTS" in proc.stderr
+
+
+def test_install_help_installs_nothing():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "install.py"), "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage: install.py" in proc.stdout
+    assert "[install]" not in proc.stdout + proc.stderr
 
 
 def test_unknown_key_on_command_line_fails_clearly():

@@ -5,7 +5,7 @@ The one install step of wss_d2; both README commands start with it.
 Into the Python that runs this script it installs, each only when missing:
   1. torch + torchvision: a working pair is kept (e.g. a user's own CUDA build); otherwise
      the registry's torch 2.14 / torchvision 0.29 (the CPU-only torch 2.13 wheel that pip
-     finds on these machines cannot run torchvision, see shared/specs/environment.md);
+     finds on these machines cannot run torchvision);
   2. detectron2 0.6 through tools/install_detectron2.py (skipped if importable);
   3. wss_d2 itself, editable, with its requirements from setup.py (dense CRF, OpenCV, ...).
 
@@ -13,6 +13,7 @@ A second run on a set-up machine changes nothing and takes a few seconds.
 
 Usage: python tools/install.py
 """
+import argparse
 import hashlib
 import os
 import subprocess
@@ -66,7 +67,12 @@ def ensure_wss_d2():
         f.write(stamp)
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)  # no options: --help prints this and installs nothing
     start = time.time()
     ensure_torch()
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "install_detectron2.py")], check=True)

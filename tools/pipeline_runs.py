@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from wss_d2.utils import write_json
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -44,8 +46,7 @@ def seconds_per_iteration(output):
 
 def write_report(output, figures, table):
     """<output>/results.json (the figures) and <output>/results.md (the markdown table); prints the table."""
-    with open(os.path.join(output, "results.json"), "w") as f:
-        json.dump(figures, f, indent=2)
+    write_json(os.path.join(output, "results.json"), figures)
     with open(os.path.join(output, "results.md"), "w") as f:
         f.write(table + "\n")
     print(table)

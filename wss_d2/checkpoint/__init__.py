@@ -1,2 +1,9 @@
-"""Loading weights with a clear error when a checkpoint does not fit the model."""
-from .loading import CheckpointMismatchError, load_weights_strict
+"""Checkpoints: atomic finite-only writes, named read errors, verified loading, safe resume."""
+from .checkpointer import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    NonFiniteCheckpointError,
+    WSSCheckpointer,
+    non_finite_tensors,
+)
+from .loading import load_weights_strict

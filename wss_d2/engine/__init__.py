@@ -1,1 +1,3 @@
-from .trainer import CheckpointOnInterrupt, Trainer
+from .hooks import BestValCheckpointer, CheckpointOnInterrupt
+from .train_loop import LossDivergedError
+from .trainer import Trainer
