@@ -49,11 +49,14 @@ def _ade_layout(datasets_root, layout):
 
 def test_names_registered_once():
     registered = DatasetCatalog.list()
-    assert len(ade20k.ADE20K_DATASET_NAMES) == 8
+    assert len(ade20k.ADE20K_DATASET_NAMES) == 10
+    assert {"ade20k_wss_sem_seg_train", "ade20k_wss_sem_seg_val"} <= set(ade20k.ADE20K_DATASET_NAMES)
     for name in ade20k.ADE20K_DATASET_NAMES:
         assert registered.count(name) == 1
     with pytest.raises(AssertionError, match="already registered"):
         ade20k.register_ade20k_weak_shot()
+    with pytest.raises(AssertionError, match="already registered"):
+        ade20k.register_ade20k_sem_seg()
     # detectron2's full-label sets stay as detectron2 made them
     builtin = MetadataCatalog.get("ade20k_sem_seg_train")
     assert "ade20k_sem_seg_train" in registered and not hasattr(builtin, "weak_label")
@@ -83,6 +86,40 @@ def test_weak_shot_metadata(k):
 def test_skip_list():
     assert len(ade20k.ADE20K_SKIPPED_IMAGES) == 16
     assert {"ADE_train_00005149", "ADE_train_00019873", "ADE_train_00013298"} <= ade20k.ADE20K_SKIPPED_IMAGES
+
+
+def test_full_label_sets_metadata():
+    for split in ("train", "val"):
+        meta = MetadataCatalog.get(f"ade20k_wss_sem_seg_{split}")
+        assert meta.weak_label == "full" and meta.evaluator_type == "sem_seg" and meta.ignore_label == 255
+        assert meta.stuff_classes == list(ade20k.ADE20K_CLASSES) and meta.background_class is None
+        assert not hasattr(meta, "novel_classes")
+
+
+@pytest.mark.parametrize("layout", ["detectron2", "simformer"])
+def test_one_root_for_full_and_weak_shot_sets(tmp_path, monkeypatch, layout):
+    """With $WSS_DATASETS and $DETECTRON2_DATASETS at different folders, wss_d2's full-label
+    and weak-shot ADE20K sets both read $WSS_DATASETS."""
+    wss_root, d2_root = str(tmp_path / "wss"), str(tmp_path / "d2")
+    monkeypatch.setenv("WSS_DATASETS", wss_root)
+    monkeypatch.setenv("DETECTRON2_DATASETS", d2_root)
+    root = _ade_layout(wss_root, layout)
+    _ade_layout(d2_root, layout)
+    for split, stems in (("train", TRAIN), ("val", VAL)):
+        image_dir, label_dir = LAYOUTS[layout][split]
+        full = DatasetCatalog.get(f"ade20k_wss_sem_seg_{split}")
+        assert full == [
+            {
+                "file_name": os.path.join(root, image_dir, stem + ".jpg"),
+                "sem_seg_file_name": os.path.join(root, label_dir, stem + ".png"),
+                "image_id": stem,
+            }
+            for stem in stems  # the full-label set keeps SimFormer's all-void images
+        ]
+        weak_shot = DatasetCatalog.get(f"ade20k_{split}_ws_split1")
+        assert {d["file_name"] for d in weak_shot} <= {d["file_name"] for d in full}
+        meta = MetadataCatalog.get(f"ade20k_wss_sem_seg_{split}")
+        assert meta.image_root == os.path.join(root, image_dir) and meta.sem_seg_root == os.path.join(root, label_dir)
 
 
 @pytest.mark.parametrize("layout", ["detectron2", "simformer"])

@@ -376,6 +376,27 @@ def test_empty_weak_label_skip_or_error(image_file, caplog, kind, field, value, 
         _mapper(kind, on_empty="error")(record)
 
 
+def test_empty_weak_label_reason_reads_labels_only(tmp_path, image_file):
+    """The reason the mapper skips an image, without the image (the pre-training check's scan)."""
+    missing_image = str(tmp_path / "not_there.jpg")
+    empty = _save(str(tmp_path / "empty.png"), np.full((H, W), K, np.uint8))
+    label = np.full((H, W), K, np.uint8)
+    label[3, 4] = 2
+    labelled = _save(str(tmp_path / "one_pixel.png"), label)
+    mapper = _mapper("points", on_empty="skip")
+    assert mapper.empty_weak_label_reason({"file_name": missing_image, "sparse_sem_seg_file_name": empty}) == (
+        f"no labelled pixel in {empty}"
+    )
+    assert mapper.empty_weak_label_reason({"file_name": missing_image, "sparse_sem_seg_file_name": labelled}) is None
+    assert _mapper("tags").empty_weak_label_reason({"file_name": missing_image, "image_labels": []}) == "no image tags"
+    void = _save(str(tmp_path / "void.png"), np.full((H, W), 255, np.uint8))
+    assert "every pixel of" in _mapper("pseudo").empty_weak_label_reason(
+        {"file_name": missing_image, "pseudo_sem_seg_file_name": void}
+    )
+    # the same rule as the mapper's skip
+    assert mapper({"file_name": image_file, "sparse_sem_seg_file_name": empty}) is None
+
+
 def test_empty_sparse_file_names_the_file(tmp_path, image_file):
     path = _save(str(tmp_path / "empty.png"), np.full((H, W), K, np.uint8))
     with pytest.raises(ValueError, match="no labelled pixel in .*empty.png"):

@@ -172,23 +172,25 @@ class WeakLabelDatasetMapper:
         }
 
     # ----------------------------------------------------------------------------- reading
-    def _read_dense(self, dataset_dict, image):
+    def _read_dense(self, dataset_dict, image=None):
         """GT or pseudo label (pseudo wins: it is the training target when both exist)."""
         label_file = dataset_dict.get("pseudo_sem_seg_file_name") or dataset_dict.get("sem_seg_file_name")
         if label_file is None:
             return None, None
         label = read_label_map(label_file)
-        check_same_size(image, label, dataset_dict["file_name"], label_file)
+        if image is not None:
+            check_same_size(image, label, dataset_dict["file_name"], label_file)
         check_label_values(label, self.num_classes, self.ignore_label, label_file)
         return label.astype(np.uint8), label_file
 
-    def _read_sparse(self, dataset_dict, image):
+    def _read_sparse(self, dataset_dict, image=None):
         """A scribble/point/click PNG in the internal convention (K unlabelled, 255 void)."""
         label_file = dataset_dict.get("sparse_sem_seg_file_name")
         if label_file is None:
             return None
         raw = read_label_map(label_file)
-        check_same_size(image, raw, dataset_dict["file_name"], label_file)
+        if image is not None:
+            check_same_size(image, raw, dataset_dict["file_name"], label_file)
         K = self.num_classes
         unlabeled = raw == self.sparse_unlabeled_value
         void = raw == self.sparse_void_value if self.sparse_void_value is not None else np.zeros_like(unlabeled)
@@ -255,6 +257,18 @@ class WeakLabelDatasetMapper:
         if dense is not None and not (dense != self.ignore_label).any():
             return f"every pixel of {dense_file} is ignore ({self.ignore_label})"
         return None
+
+    def empty_weak_label_reason(self, dataset_dict):
+        """
+        Why training would skip this dict (its weak label is empty), or None. Reads the label
+        files only, not the image: the pre-training check of a whole set uses it.
+        """
+        dense, dense_file = self._read_dense(dataset_dict)
+        sparse = self._read_sparse(dataset_dict)
+        return self._empty_weak_label(
+            dataset_dict, dense, dense_file, sparse, self._check_tags(dataset_dict),
+            self._read_points(dataset_dict), self._read_boxes(dataset_dict),
+        )
 
     # ------------------------------------------------------------------------------ call
     def __call__(self, dataset_dict):

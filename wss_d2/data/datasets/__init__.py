@@ -3,7 +3,7 @@ from . import pascal_voc  # noqa: F401  (registers voc_2012_*_sem_seg)
 from . import synthetic  # noqa: F401  (registers wss_synthetic_{train,val})
 from . import coco  # noqa: F401  (registers coco_2014_*_voc_*)
 from . import coco_stuff_10k  # noqa: F401  (registers coco_stuff_10k_*)
-from . import ade20k  # noqa: F401  (registers ade20k_*_ws_split*)
+from . import ade20k  # noqa: F401  (registers ade20k_wss_sem_seg_*, ade20k_*_ws_split*)
 from . import cityscapes  # noqa: F401  (registers cityscapes_wss_sem_seg_*, cityscapes_fine_sem_seg_train_*clicks)
 from . import densepose  # noqa: F401  (registers densepose_coco_2014_*_parts_*)
 from .paths import get_datasets_root

@@ -10,7 +10,10 @@ or SimFormer's repackaging:
     images_detectron2/{train,test}/<stem>.jpg
     annotations_detectron2/{train,test}/<stem>.png
 
-Registered names (detectron2 owns the full-label `ade20k_sem_seg_{train,val}`):
+Registered names (under the wss_d2 datasets root, like every wss_d2 set; detectron2's own
+full-label `ade20k_sem_seg_{train,val}` read only $DETECTRON2_DATASETS and stay as they are):
+    ade20k_wss_sem_seg_{train,val}  full labels, every image (all-void ones are skipped by the
+                                  training mapper)
     ade20k_train_ws_split{1..4}   weak_label "weak_shot": dicts keep the GT, the mapper derives
                                   base pixels and novel tags; SimFormer's 16 all-void images
                                   are skipped
@@ -21,7 +24,12 @@ import os
 from .loading import load_paired_sem_seg, require_dataset_dir
 from .paths import get_datasets_root
 from .pascal_voc import voc_colors
-from .registration import register_weak_shot_dataset
+from .registration import (
+    IGNORE_LABEL,
+    record_dataset_roots,
+    register_sem_seg_dataset,
+    register_weak_shot_dataset,
+)
 
 try:  # detectron2's list, verbatim ("window " with its trailing space)
     from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES as _D2_ADE20K
@@ -87,7 +95,9 @@ ADE20K_SKIPPED_IMAGES = frozenset(
 )
 # split -> (detectron2 folder name, SimFormer folder name)
 _ADE20K_SPLIT_DIRS = {"train": ("training", "train"), "val": ("validation", "test")}
-ADE20K_DATASET_NAMES = tuple(f"ade20k_{s}_ws_split{k}" for s in _ADE20K_SPLIT_DIRS for k in ADE20K_NOVEL_SPLITS)
+ADE20K_DATASET_NAMES = tuple(f"ade20k_wss_sem_seg_{s}" for s in _ADE20K_SPLIT_DIRS) + tuple(
+    f"ade20k_{s}_ws_split{k}" for s in _ADE20K_SPLIT_DIRS for k in ADE20K_NOVEL_SPLITS
+)
 
 
 def find_ade20k_dirs(split, datasets_root=None):
@@ -121,6 +131,19 @@ def load_ade20k(split, datasets_root=None):
     return load_paired_sem_seg(roots["image_root"], roots["sem_seg_root"]), roots
 
 
+def register_ade20k_sem_seg():
+    """The full-label sets, so that a wss_d2 config never mixes roots (module docstring)."""
+    for split in _ADE20K_SPLIT_DIRS:
+        name = f"ade20k_wss_sem_seg_{split}"
+
+        def loader(name=name, split=split):
+            dicts, roots = load_ade20k(split)
+            record_dataset_roots(name, **roots)
+            return dicts
+
+        register_sem_seg_dataset(name, loader, ADE20K_CLASSES, ADE20K_COLORS, IGNORE_LABEL, background_class=None)
+
+
 def register_ade20k_weak_shot():
     for split in _ADE20K_SPLIT_DIRS:
         for k, novel in ADE20K_NOVEL_SPLITS.items():
@@ -135,4 +158,5 @@ def register_ade20k_weak_shot():
             )
 
 
+register_ade20k_sem_seg()
 register_ade20k_weak_shot()
