@@ -266,3 +266,10 @@ def test_pool_errors_name_the_job():
             list(pool.drain())  # values: when the result is collected
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit("late", image, probs)
+
+
+def test_logits_error_points_at_the_score_conversion():
+    probs = np.full((2, 4, 4), 0.5, np.float32)
+    probs[0, 0, 0], probs[1, 0, 0] = -2, 3
+    with pytest.raises(ValueError, match=r"to_probabilities\(scores, kind\)"):
+        DenseCRF()(np.zeros((4, 4, 3), np.uint8), probs)

@@ -8,11 +8,14 @@ import torch
 from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
 
 from wss_d2 import get_wss_cfg
+from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
 from wss_d2.data.datasets import register_pseudo_label_dataset, register_pseudo_labels_from_config
+from wss_d2.inference import DenseCRF
 
-from .conftest import load_script
+from .conftest import CONFIGS, load_script
 
 
 def _tool():
@@ -81,3 +84,70 @@ def test_second_stage_names_the_built_in_split_not_a_derived_registration(tmp_pa
     register_pseudo_label_dataset("root_test_pseudo", "root_test_cams", str(tmp_path / "labels"))
     assert export.root_dataset("root_test_pseudo") == "wss_synthetic_train_tags"
     assert export.root_dataset("wss_synthetic_train_tags") == "wss_synthetic_train_tags"
+
+
+# ------------------------------------------------------------ the model's declared score kind
+AGMM_CONFIG = os.path.join(CONFIGS, "synthetic", "agmm_R18_points.yaml")
+TINY_VAL = "wss_synthetic_val_export_tiny"
+FAST = ["DATALOADER.NUM_WORKERS", "0", "TEST.CRF.NUM_WORKERS", "1"]
+
+
+def _tiny_val(synthetic_dir):
+    if TINY_VAL not in DatasetCatalog.list():
+        DatasetCatalog.register(TINY_VAL, lambda: DatasetCatalog.get("wss_synthetic_val")[:3])
+        meta = MetadataCatalog.get("wss_synthetic_val").as_dict()
+        meta.pop("name")
+        MetadataCatalog.get(TINY_VAL).set(**meta)
+    return TINY_VAL
+
+
+@pytest.fixture(scope="module")
+def confident_agmm(tmp_path_factory):
+    """A random AGMM (probabilities, MODEL.AGMM.TEST_SOFTMAX) with a classifier scaled so that
+    most pixels have a top probability above 0.5, and its checkpoint."""
+    cfg = get_wss_cfg(AGMM_CONFIG, ["MODEL.WEIGHTS", ""])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.sem_seg_head.predictor.weight.mul_(300)
+    weights = str(tmp_path_factory.mktemp("agmm") / "model_final.pth")
+    torch.save({"model": model.state_dict()}, weights)
+    return model, cfg, weights
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_agmm_probabilities_are_exported_as_they_are(confident_agmm, synthetic_dir, tmp_path, restore_loggers, crf):
+    """
+    AGMM returns probabilities: `--threshold 0.5` keeps its confident pixels (a second softmax
+    would bring every top probability of 6 classes below 0.35 and mark every pixel 255), and
+    the CRF's input is exactly the model's probabilities.
+    """
+    model, cfg, weights = confident_agmm
+    dataset = _tiny_val(synthetic_dir)
+    out = tmp_path / "labels"
+    _tool().main(["--config-file", AGMM_CONFIG, "--weights", weights, "--dataset", dataset, "--output", str(out),
+                  "--threshold", "0.5", *(["--crf"] if crf else []), *FAST])
+    mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[dataset])
+    for record in DatasetCatalog.get(dataset):
+        with torch.no_grad():
+            output = model([mapper(dict(record))])[0]
+        assert output["sem_seg_kind"] == "probabilities"
+        probs = output["sem_seg"].numpy()
+        if crf:
+            probs = DenseCRF(cfg)(read_image(record["file_name"], "RGB"), probs)
+        expected = _tool().argmax_with_threshold(probs, 0.5, 255)
+        label = read_label_map(str(out / f"{record['image_id']}.png"))
+        assert np.array_equal(label, expected)
+        assert (label != 255).mean() > 0.5  # the confident pixels are kept
+
+
+def test_declared_kind_picks_the_conversion():
+    probs = torch.tensor([[[0.9, 0.2]], [[0.1, 0.8]]])
+    out = _tool().scores_to_probs({"sem_seg": probs, "sem_seg_kind": "probabilities"}, "sem_seg", 2, 0.15, 0)
+    assert np.array_equal(out, probs.numpy())
+    # an output without a kind takes the model's declared one
+    assert np.array_equal(_tool().scores_to_probs({"sem_seg": probs}, "sem_seg", 2, 0.15, 0, "probabilities"),
+                          probs.numpy())
+    scores = torch.tensor([[[0.15, 0.15]], [[0.45, 0.0]]])  # IRN / SIPE: constant background
+    out = _tool().scores_to_probs({"sem_seg": scores, "sem_seg_kind": "scores"}, "sem_seg", 2, 0.15, 0)
+    assert out[:, 0, 0].tolist() == pytest.approx([0.25, 0.75]) and out[:, 0, 1].tolist() == pytest.approx([1, 0])

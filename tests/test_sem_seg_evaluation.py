@@ -140,3 +140,64 @@ def test_test_time_crf_through_a_worker_pool(tmp_path):
         results[name] = evaluator.evaluate()["sem_seg"]["mIoU"]
         assert evaluator.crf is None  # the pool is closed after evaluate
     assert results["plain"] < 85 and results["crf"] > 95
+
+
+def _edge_case(tmp_path, name):
+    """A black | white image split at column 20, its GT, and the registered one-image split."""
+    h, w = 24, 40
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, 20:] = 255
+    image_file = str(tmp_path / f"{name}.png")
+    Image.fromarray(image).save(image_file)
+    gt = np.zeros((h, w), np.uint8)
+    gt[:, 20:] = 1
+    gt_file = str(tmp_path / f"{name}_gt.png")
+    Image.fromarray(gt, mode="L").save(gt_file)
+    records = [{"file_name": image_file, "sem_seg_file_name": gt_file}]
+    _register(name, records, ["left", "right"])
+    return image, records
+
+
+def _crf_miou(name, records, output):
+    from wss_d2.inference import DenseCRF, DenseCRFPool
+
+    evaluator = WSSSemSegEvaluator(name, distributed=False, crf=lambda: DenseCRFPool(DenseCRF(), num_workers=1))
+    evaluator.reset()
+    evaluator.process(records, [output])
+    return evaluator.evaluate()["sem_seg"]["mIoU"]
+
+
+def test_crf_input_is_the_declared_kind_converted_not_a_guess(tmp_path):
+    """
+    The evaluator's CRF gets `to_probabilities(sem_seg, kind)` with the kind the output declares
+    (none: detectron2's logits). Logits that happen to be non-negative and sum to 1 (here a
+    one-hot map whose boundary is 6 px left of the colour edge) are still logits: their softmax
+    (0.73 / 0.27) lets the CRF snap the boundary to the edge, taking them as probabilities would not.
+    """
+    from wss_d2.inference import DenseCRF
+    from wss_d2.inference.scores import to_probabilities
+
+    image, records = _edge_case(tmp_path, "_eval_kind")
+    left = torch.zeros(24, 40)
+    left[:, :14] = 1
+    one_hot = torch.stack([left, 1 - left])
+    for output in ({"sem_seg": one_hot}, {"sem_seg": one_hot, "sem_seg_kind": "logits"}):
+        assert _crf_miou("_eval_kind", records, output) > 95
+    # the same map declared as probabilities is used as it is: the CRF cannot move a certain boundary
+    assert _crf_miou("_eval_kind", records, {"sem_seg": one_hot, "sem_seg_kind": "probabilities"}) < 80
+
+    # CAM-like scores (constant background 0.15) are divided by their sum, not softmaxed
+    cams = torch.stack([torch.full((24, 40), 0.15), 0.6 * (1 - left) + 0.05])
+    expected = DenseCRF()(image, to_probabilities(cams, "scores").numpy()).argmax(0)
+    softmaxed = DenseCRF()(image, cams.softmax(0).numpy()).argmax(0)
+    assert (expected != softmaxed).any()  # the two readings give different labels here
+    gt = np.asarray(Image.open(records[0]["sem_seg_file_name"]))
+    expected_miou = segmentation_metrics(np.bincount(2 * gt.ravel().astype(int) + expected.ravel(), minlength=4)
+                                         .reshape(2, 2), ["left", "right"])["mIoU"]
+    assert _crf_miou("_eval_kind", records, {"sem_seg": cams, "sem_seg_kind": "scores"}) == pytest.approx(expected_miou)
+
+
+def test_unknown_sem_seg_kind_names_the_image(tmp_path):
+    _, records = _edge_case(tmp_path, "_eval_bad_kind")
+    with pytest.raises(ValueError, match=r"_eval_bad_kind.png: sem_seg kind 'softmax' is not one of"):
+        _crf_miou("_eval_bad_kind", records, {"sem_seg": torch.zeros(2, 24, 40), "sem_seg_kind": "softmax"})

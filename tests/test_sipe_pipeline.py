@@ -5,7 +5,6 @@ the localisation maps with the CAM evaluator; export IS-CAMs and confident-regio
 Short budgets: this checks that the stages fit together, tools/run_sipe_pipeline.py measures.
 """
 import json
-import logging
 import os
 
 import numpy as np
@@ -19,23 +18,10 @@ from wss_d2.data.weak_labels.cams import read_irn_cams
 
 from .conftest import CONFIGS, MAIN_CONFIG, load_script
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_loggers")]
 
 TAGS, GT = "wss_synthetic_train_tags_tiny", "wss_synthetic_train_tiny"
 FAST = ["DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "4", "TEST.CRF.NUM_WORKERS", "1"]
-
-
-@pytest.fixture(autouse=True)
-def restore_loggers():
-    """train_net.py and the export tool call detectron2's setup_logger, which stops these loggers
-    propagating (and adds handlers); put them back so later tests' caplog still sees records."""
-    names = ("wss_d2", "detectron2", "d2", "fvcore")
-    saved = {n: (logging.getLogger(n).propagate, list(logging.getLogger(n).handlers)) for n in names}
-    yield
-    for name, (propagate, handlers) in saved.items():
-        logger = logging.getLogger(name)
-        logger.propagate = propagate
-        logger.handlers[:] = handlers
 
 
 def _register_subsets(synthetic_dir):

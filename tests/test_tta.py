@@ -8,6 +8,8 @@ from torch.nn import functional as F
 
 from detectron2.config import CfgNode as CN
 
+from wss_d2 import get_wss_cfg
+
 from wss_d2.inference.tta import (
     SemanticSegmentorWithTTA,
     maybe_wrap_with_tta,
@@ -370,3 +372,168 @@ def test_model_returning_wrong_size_raises():
 
     with pytest.raises(ValueError, match=r"shape \(2, 5, 5\) .* height, width = \(8, 9\)"):
         run(tta(WrongSize(), scales=[1.0]), random_image(8, 9))
+
+
+# ---------------------------------------------------------------- (f) declared score kinds
+
+
+class ProbabilityModel(ContractModel):
+    """A ContractModel that returns (and declares) probabilities, as AGMM does by default."""
+
+    sem_seg_kind = "probabilities"
+
+    def forward(self, batched_inputs):
+        outputs = super().forward(batched_inputs)
+        return [{"sem_seg": out["sem_seg"].softmax(0), "sem_seg_kind": "probabilities"} for out in outputs]
+
+
+def probability_model(num_classes=4, seed=0):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(3, num_classes, 1)
+    nn.init.normal_(conv.weight, std=0.05)
+    return ProbabilityModel(conv)
+
+
+def test_tta_softmax_does_not_softmax_a_model_s_probabilities():
+    """TEST.TTA.SOFTMAX brings each pass to probabilities: a probability model's maps are
+    averaged as they are (a second softmax would flatten them towards 1/K)."""
+    model, image = probability_model(), random_image(21, 33)
+    common = dict(scales=[0.5, 1.0, 1.5], flip=True, fusion="mean")
+    fused = run(tta(model, softmax=False, **common), image)
+    for before_resize in (False, True):
+        out = run(tta(model, softmax=True, softmax_before_resize=before_resize, **common), image)
+        assert torch.allclose(out, fused, atol=1e-6)
+    plain = model([{"image": image, "height": 21, "width": 33}])[0]["sem_seg"]
+    assert torch.equal(run(tta(model, scales=[1.0], flip=False, softmax=True), image), plain)
+
+
+def test_sliding_window_softmax_of_probabilities_is_the_explicit_double_softmax():
+    """TEST.SLIDING_WINDOW.SOFTMAX softmaxes every tile whatever the model returns: on AGMM's
+    probabilities that is the original's double softmax (kept on purpose, README)."""
+    model, image = probability_model(num_classes=5), random_image(50, 70)
+    whole = model([{"image": image, "height": 50, "width": 70}])[0]["sem_seg"]
+    tiled = sliding_window_inference(model, image, [32, 32], [11, 11], 5, softmax=True)
+    assert torch.allclose(tiled, whole.softmax(0), atol=1e-5)
+    wrapper = tta(model, scales=[1.0], flip=False, softmax=False, sliding_window=True, tile=[32, 32],
+                  stride=[11, 11], tile_softmax=True)
+    assert wrapper.double_softmax and wrapper.sem_seg_kind == "probabilities"
+    assert not tta(pixel_classifier(), sliding_window=True, tile_softmax=True).double_softmax
+
+
+@pytest.mark.parametrize(
+    "model_kind, kwargs, kind",
+    [
+        ("logits", dict(softmax=True), "probabilities"),
+        ("logits", dict(softmax=False), "logits"),
+        ("logits", dict(softmax=False, fusion="max"), "logits"),
+        ("probabilities", dict(softmax=False), "probabilities"),  # mean of distributions
+        ("probabilities", dict(softmax=True, fusion="max"), "scores"),  # max: not normalised
+        ("probabilities", dict(softmax=True, flip_fusion="sum"), "scores"),
+        ("probabilities", dict(softmax=True, scales=[1.0], flip=False, fusion="max"), "probabilities"),
+        ("scores", dict(softmax=False), "scores"),
+        ("scores", dict(softmax=True), "probabilities"),
+        ("logits", dict(softmax=False, sliding_window=True, tile_softmax=True), "probabilities"),
+        ("logits", dict(softmax=False, sliding_window=True, tile_softmax=False), "logits"),
+    ],
+)
+def test_tta_declares_the_kind_of_its_output(model_kind, kwargs, kind):
+    model = pixel_classifier()
+    model.sem_seg_kind = model_kind
+    kwargs = {"scales": [0.5, 1.0], **kwargs}
+    if kwargs.get("sliding_window"):
+        kwargs.update(tile=[8, 8], stride=[4, 4])
+    wrapper = tta(model, **kwargs)
+    assert wrapper.sem_seg_kind == kind
+    if model_kind == "logits":  # the model's outputs carry no kind: detectron2's logits
+        output = wrapper([{"image": random_image(12, 14), "height": 12, "width": 14}])[0]
+        assert output["sem_seg_kind"] == kind
+
+
+def test_model_output_kind_must_match_its_declaration():
+    model = probability_model()
+    model.sem_seg_kind = "logits"
+    with pytest.raises(ValueError, match=r"declares sem_seg_kind 'logits' but its output says 'probabilities'"):
+        run(tta(model, scales=[1.0]), random_image(8, 8))
+
+
+# ---------------------------------------------------------------- (g) float image resize
+
+
+PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+
+
+class NormalisingNet(nn.Module):
+    """Normalises the raw image with pixel mean/std inside (as the real models), then a 3x3 conv."""
+
+    def __init__(self, num_classes=5, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, num_classes, 3, padding=1)
+        nn.init.normal_(self.conv.weight, std=2.0)
+
+    def forward(self, image):
+        return self.conv((image - PIXEL_MEAN) / PIXEL_STD)
+
+
+def test_multi_scale_pass_equals_the_float_resized_reference():
+    """
+    AGMM, SIPE and MCC resize the normalised float image. The model normalises inside its
+    forward, so TTA resizes the raw image in float, without rounding: bilinear weights sum to
+    1, so resizing commutes with the per-channel affine normalisation.
+    """
+    image = random_image(37, 45)
+    net = NormalisingNet()
+    scales, height, width = [0.5, 0.75, 1.25, 1.6], 37, 45
+    wrapper = tta(ContractModel(net), scales=scales, flip=True, softmax=True, softmax_before_resize=True,
+                  align_corners=True, size_rounding="floor")
+    out = run(wrapper, image)
+
+    normalised = (image.float() - PIXEL_MEAN) / PIXEL_STD
+    expected = torch.zeros(5, height, width)
+    for scale in scales:
+        size = (int(height * scale), int(width * scale))
+        resized = F.interpolate(normalised[None], size=size, mode="bilinear", align_corners=True)
+        # the reasoning: resize(normalise(x)) == normalise(resize(x)) in float
+        raw = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=True)
+        assert torch.allclose(resized, (raw - PIXEL_MEAN) / PIXEL_STD, atol=1e-5)
+        for flip in (False, True):
+            batch = resized.flip(-1) if flip else resized
+            scores = net.conv(batch)
+            scores = scores.flip(-1) if flip else scores
+            scores = F.interpolate(scores.softmax(1), size=(height, width), mode="bilinear", align_corners=True)
+            expected += scores[0] / (2 * len(scales))
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.equal(out.argmax(0), expected.argmax(0))
+
+
+def test_rounding_the_resized_image_stays_available():
+    """TEST.TTA.ROUND_RESIZED_IMAGE: the resized image rounded back to uint8 (e.g. for models
+    that resize it again with PIL)."""
+    image = random_image(37, 45)
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, batched_inputs):
+            seen.extend(x["image"] for x in batched_inputs)
+            return [{"sem_seg": torch.zeros(2, x["height"], x["width"])} for x in batched_inputs]
+
+    run(tta(Recorder(), scales=[0.5, 1.0], flip=False), image)
+    assert seen[0].dtype == torch.float32 and not torch.equal(seen[0], seen[0].round())
+    assert seen[1] is image  # scale 1: the image itself
+    seen.clear()
+    cfg = CN({"TEST": CN({"TTA": CN({"ENABLED": True, "SCALES": [0.5], "FLIP": False,
+                                     "ROUND_RESIZED_IMAGE": True})})})
+    run(SemanticSegmentorWithTTA(cfg, Recorder()).eval(), image)
+    expected = F.interpolate(image[None].float(), size=(18, 22), mode="bilinear")[0].round().to(torch.uint8)
+    assert seen[0].dtype == torch.uint8 and torch.equal(seen[0], expected)
+    assert not SemanticSegmentorWithTTA(get_wss_cfg(), Recorder()).round_resized_image  # the default
+
+
+def test_sipe_names_the_switch_when_given_a_float_resized_image():
+    from wss_d2.methods.sipe.meta_arch import resize_bicubic
+
+    image = random_image(20, 30)
+    assert resize_bicubic(image, (10, 15)).dtype == torch.uint8
+    with pytest.raises(TypeError, match="TEST.TTA.ROUND_RESIZED_IMAGE True"):
+        resize_bicubic(image.float(), (10, 15))

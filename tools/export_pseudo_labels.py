@@ -7,22 +7,42 @@ writes a config for the second stage, so fully supervised training on the pseudo
 one command:
 
     python tools/export_pseudo_labels.py --config-file configs/synthetic/deeplabv3plus_R18.yaml \\
-        --dataset wss_synthetic_train --weights output/model_final.pth --output pseudo/ --crf
+        --dataset wss_synthetic_train --weights output/synthetic/deeplabv3plus_R18/model_final.pth \\
+        --output pseudo/ --crf --threshold 0.5
     python train_net.py --config-file pseudo/second_stage.yaml
 
 Outputs in --output: <image_id>.png, pseudo_label_quality.json (mIoU of the pseudo labels
 against the GT, when the source split has GT or --gt-dataset names one), second_stage.yaml
 (_BASE_ = --second-stage-config, DATASETS.PSEUDO_LABELS registering the PNGs as --name,
-DATASETS.TRAIN = (--name,)). Config options (TEST.TTA.*, TEST.CRF.*) follow the command.
+DATASETS.TRAIN = (--name,), OUTPUT_DIR = --second-stage-output, by default <output>_second_stage
+beside the labels, so the second stage never overwrites the first stage's checkpoints). Config
+options (TEST.TTA.*, TEST.CRF.*) follow the command.
+
+The model's `sem_seg` is turned into probabilities by the kind the model declares (softmax of
+logits, AGMM's probabilities as they are, CAM-like scores divided by their sum;
+wss_d2.inference.scores) before the CRF and --threshold.
+
+--output and --save-cams are written to temporary sibling folders that replace the targets only
+when the export has finished, so a failed export leaves no partial folder and an earlier
+complete one intact. An existing target is replaced only if it holds nothing but what an
+export writes.
 """
 import argparse
-import json
 import logging
 import os
+import shlex
+import shutil
+import tempfile
 
 import numpy as np
 
 logger = logging.getLogger("wss_d2.export")
+
+QUALITY_FILE = "pseudo_label_quality.json"
+SECOND_STAGE_FILE = "second_stage.yaml"
+# what an export writes into --output and --save-cams: a folder holding only these may be replaced
+LABEL_FOLDER_FILES = (".png", QUALITY_FILE, SECOND_STAGE_FILE)
+CAM_FOLDER_FILES = (".npy",)
 
 
 def parse_args(argv=None):
@@ -47,17 +67,26 @@ def parse_args(argv=None):
                         help="pixels whose top probability is below this become 255 (ignore)")
     parser.add_argument("--name", default="", help="registered name of the pseudo-label set (default <dataset>_pseudo_export)")
     parser.add_argument("--second-stage-config", default="", help="_BASE_ of second_stage.yaml (default: --config-file)")
+    parser.add_argument("--second-stage-output", default="",
+                        help="OUTPUT_DIR of second_stage.yaml (default: <output>_second_stage)")
     parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser.parse_args(argv)
 
 
-def scores_to_probs(output, source, num_classes, bg_threshold, background_class):
-    """(K, H, W) float32 probabilities from a model output."""
+def scores_to_probs(output, source, num_classes, bg_threshold, background_class, kind=None):
+    """
+    (K, H, W) float32 probabilities from a model output: its `sem_seg` converted by the kind the
+    output declares ("sem_seg_kind"; else `kind`, the model's declared one; else logits), or
+    its CAMs with a constant background score divided by their sum.
+    """
     import torch
 
+    from wss_d2.inference.scores import output_sem_seg_kind, to_probabilities
+
     if source == "sem_seg":
-        return torch.softmax(output["sem_seg"].float(), dim=0).cpu().numpy()
+        kind = output_sem_seg_kind(output, default=kind)
+        return to_probabilities(output["sem_seg"].detach().cpu(), kind).numpy()
     if "cams" not in output:
         raise KeyError("--source cams: the model's outputs have no 'cams' (and 'cam_labels')")
     cams = output["cams"].float().cpu().numpy()
@@ -67,7 +96,7 @@ def scores_to_probs(output, source, num_classes, bg_threshold, background_class)
     if background_class is not None and background_class not in labels.tolist():
         scores[background_class] = bg_threshold  # IRN's constant background score
     # a distribution per pixel, as the CRF's unary expects
-    return scores / np.maximum(scores.sum(0, keepdims=True), 1e-8)
+    return to_probabilities(torch.from_numpy(scores), "scores").numpy()
 
 
 def argmax_with_threshold(probs, threshold, ignore):
@@ -82,6 +111,85 @@ def restrict_to_tags(probs, image_labels):
     present = np.asarray(image_labels).reshape(-1) > 0
     probs = probs * present[:, None, None]
     return probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)
+
+
+def check_replaceable(path, allowed, flag):
+    """
+    Fail (before any inference) when `path` exists and is not a folder an export could have
+    written: replacing it would delete files the export does not own (e.g. checkpoints).
+    """
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path):
+        raise SystemExit(f"{flag} {path} exists and is not a folder")
+    foreign = sorted(
+        name for name in os.listdir(path)
+        if not (os.path.isfile(os.path.join(path, name)) and name.endswith(allowed))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+        raise SystemExit(
+            f"{flag} {path} exists and holds what an export does not write ({shown}); the export "
+            "replaces its target folder, so pick a new folder or remove this one"
+        )
+
+
+def staging_folder(path):
+    """A new empty temporary sibling of `path` (same file system, so the final move is a rename)."""
+    from wss_d2.data.datasets.pseudo_labels import PARTIAL_EXPORT_MARKER
+
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    # registration refuses a folder with the marker in its name (one left by a killed export)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{PARTIAL_EXPORT_MARKER}", dir=parent)
+
+
+def move_into_place(staged, path):
+    """Replace `path` by the complete folder `staged`; an earlier `path` is deleted only afterwards."""
+    previous = None
+    if os.path.lexists(path):
+        previous = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.previous-", dir=os.path.dirname(path))
+        os.rmdir(previous)
+        os.rename(path, previous)
+    try:
+        os.rename(staged, path)
+    except OSError:
+        if previous is not None:
+            os.rename(previous, path)  # put the earlier export back
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def second_stage_output_dir(args, cfg, exported):
+    """
+    OUTPUT_DIR of the second stage: --second-stage-output or <output>_second_stage; never a
+    folder of the first stage's checkpoints (its OUTPUT_DIR, the --weights folder) nor one in
+    `exported` ({absolute folder: flag}, the folders this export replaces).
+    """
+    from wss_d2 import get_wss_cfg
+
+    output = os.path.abspath(os.path.expanduser(args.output))
+    target = os.path.abspath(os.path.expanduser(args.second_stage_output or output + "_second_stage"))
+    for folder, flag in exported.items():
+        if target == folder or target.startswith(folder + os.sep):
+            raise SystemExit(
+                f"--second-stage-output {target} is {'' if target == folder else 'inside '}{flag} {folder}, "
+                "which a later export replaces as a whole; pick a folder outside it"
+            )
+    first_stage = {os.path.abspath(cfg.OUTPUT_DIR): "the first stage's OUTPUT_DIR (--config-file)"}
+    if args.second_stage_config:
+        base = get_wss_cfg(args.second_stage_config)
+        first_stage.setdefault(os.path.abspath(base.OUTPUT_DIR), "the OUTPUT_DIR of --second-stage-config")
+    weights = args.weights or cfg.MODEL.WEIGHTS
+    if weights and "://" not in weights:
+        first_stage.setdefault(os.path.dirname(os.path.abspath(weights)), "the folder of the first stage's weights")
+    if target in first_stage:
+        raise SystemExit(
+            f"--second-stage-output {target} is {first_stage[target]}: the second stage would overwrite "
+            "its model_final.pth and last_checkpoint; pick another folder"
+        )
+    return target
 
 
 def root_dataset(name):
@@ -99,20 +207,14 @@ def root_dataset(name):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
-    from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+    from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils.logger import setup_logger
 
     from wss_d2 import get_wss_cfg
     from wss_d2.checkpoint import load_weights_strict
-    from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
     from wss_d2.data.datasets import register_pseudo_labels_from_config
-    from wss_d2.data.writers import write_label_png
     from wss_d2.engine import Trainer
-    from wss_d2.evaluation import confusion_matrix, segmentation_metrics
-    from wss_d2.data.weak_labels.cams import write_irn_cams
-    from wss_d2.inference import DenseCRF, DenseCRFPool, maybe_wrap_with_tta
-    from wss_d2.inference.ir_labels import combine_confident_regions, ir_label_jobs
+    from wss_d2.inference import maybe_wrap_with_tta, model_sem_seg_kind
 
     if args.ir_labels and (args.source != "cams" or args.crf):
         raise SystemExit("--ir-labels works on --source cams and runs its own CRF (no --crf)")
@@ -125,12 +227,61 @@ def main(argv=None):
     meta = MetadataCatalog.get(args.dataset)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     ignore = meta.get("ignore_label", 255)
-    os.makedirs(args.output, exist_ok=True)
+    output = os.path.abspath(os.path.expanduser(args.output))
+    cams_output = os.path.abspath(os.path.expanduser(args.save_cams)) if args.save_cams else None
+    shared = cams_output == output  # labels and CAMs in one folder
+    if cams_output and not shared and (cams_output.startswith(output + os.sep) or output.startswith(cams_output + os.sep)):
+        raise SystemExit(
+            f"--save-cams {cams_output} and --output {output} are nested; each is replaced as a whole when "
+            "the export finishes, so give two separate folders (or the same one)"
+        )
+    check_replaceable(output, LABEL_FOLDER_FILES + (CAM_FOLDER_FILES if shared else ()), "--output")
+    if cams_output and not shared:
+        check_replaceable(cams_output, CAM_FOLDER_FILES, "--save-cams")
+    exported = {output: "--output"}
+    if cams_output and not shared:
+        exported[cams_output] = "--save-cams"
+    second_stage_dir = second_stage_output_dir(args, cfg, exported)
 
     model = Trainer.build_model(cfg)
     load_weights_strict(model, args.weights or cfg.MODEL.WEIGHTS)
     model.eval()
     model = maybe_wrap_with_tta(cfg, model)
+    # what the model's (or TTA's) sem_seg holds: logits, probabilities or scores
+    model_kind = model_sem_seg_kind(model)
+
+    # everything goes to temporary folders, moved into place once complete (see the docstring)
+    staged = staging_folder(output)
+    staged_cams = staged if shared else (staging_folder(cams_output) if cams_output else None)
+    try:
+        report = _export(args, cfg, model, model_kind, meta, num_classes, ignore, staged, staged_cams, output,
+                         second_stage_dir)
+        if staged_cams is not None and not shared:
+            move_into_place(staged_cams, cams_output)
+        move_into_place(staged, output)
+    finally:
+        for folder in (staged, staged_cams):
+            if folder is not None and os.path.isdir(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+    logger.info(
+        f"Wrote {report['images']} pseudo labels to {output}"
+        + (f" (mIoU against the GT {report['mIoU']:.2f})" if "mIoU" in report else "")
+        + f"; second stage (OUTPUT_DIR {second_stage_dir}): {report['second_stage_command']}"
+    )
+    return report
+
+
+def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cams_folder, output, second_stage_dir):
+    """Run the export into `folder` (and CAMs into `cams_folder`); `output` is the final path."""
+    import torch
+    from detectron2.data import DatasetCatalog, build_detection_test_loader
+
+    from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
+    from wss_d2.data.weak_labels.cams import write_irn_cams
+    from wss_d2.data.writers import write_label_png
+    from wss_d2.evaluation import confusion_matrix, segmentation_metrics
+    from wss_d2.inference import DenseCRF, DenseCRFPool
+    from wss_d2.inference.ir_labels import combine_confident_regions, ir_label_jobs
 
     records = DatasetCatalog.get(args.dataset)
     gt_files = {r.get("image_id"): r["sem_seg_file_name"] for r in records if r.get("sem_seg_file_name")}
@@ -139,8 +290,6 @@ def main(argv=None):
     mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.dataset])
     loader = build_detection_test_loader(records, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
-    if args.save_cams:
-        os.makedirs(args.save_cams, exist_ok=True)
     background = meta.get("background_class", 0)
 
     def predictions():
@@ -149,17 +298,17 @@ def main(argv=None):
             for inputs in loader:
                 for input, output in zip(inputs, model(inputs)):
                     image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
-                    if args.save_cams:
+                    if cams_folder is not None:
                         if "cams" not in output:
                             raise KeyError("--save-cams: the model's outputs have no 'cams' (and 'cam_labels')")
-                        write_irn_cams(os.path.join(args.save_cams, f"{image_id}.npy"),
+                        write_irn_cams(os.path.join(cams_folder, f"{image_id}.npy"),
                                        output["cam_labels"].cpu().numpy(), output["cams"].cpu().numpy(), background)
                     yield image_id, input, output
 
     def probabilities():
         """(image id, input, probabilities) per image."""
         for image_id, input, output in predictions():
-            probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold, background)
+            probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold, background, model_kind)
             if args.restrict_to_tags:
                 if "image_labels" not in input:
                     raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
@@ -213,7 +362,7 @@ def main(argv=None):
     labelled = [0, 0]  # GT-valid pixels that the pseudo labels label, GT-valid pixels
     written = 0
     for image_id, label in (confident_regions() if args.ir_labels else argmax_labels()):
-        write_label_png(label, os.path.join(args.output, f"{image_id}.png"))
+        write_label_png(label, os.path.join(folder, f"{image_id}.png"))
         written += 1
         if image_id in gt_files:
             gt = read_label_map(gt_files[image_id])
@@ -225,7 +374,7 @@ def main(argv=None):
                 filled = np.where(label == ignore, background, label)
                 confusion_as_background += confusion_matrix(gt[gt != ignore], filled[gt != ignore], num_classes)
 
-    report = {"images": written, "output": os.path.abspath(args.output), "crf": args.crf,
+    report = {"images": written, "output": output, "crf": args.crf,
               "ir_labels": args.ir_labels, "threshold": args.threshold}
     if confusion.sum():
         metrics = segmentation_metrics(confusion, meta.stuff_classes)
@@ -233,27 +382,29 @@ def main(argv=None):
         report.update(mIoU=metrics["mIoU"], pACC=metrics["pACC"], coverage=100 * labelled[0] / max(labelled[1], 1))
     if confusion_as_background.sum():
         report["mIoU_ignore_as_background"] = segmentation_metrics(confusion_as_background, meta.stuff_classes)["mIoU"]
-    with open(os.path.join(args.output, "pseudo_label_quality.json"), "w") as f:
-        json.dump(report, f, indent=2)
-
     name = args.name or f"{args.dataset}_pseudo_export"
     # the second stage runs in a fresh process: name the built-in split, not a CAM or
     # pseudo-label registration of this run's command line (it would not exist there)
     source = root_dataset(args.dataset)
     base = os.path.abspath(args.second_stage_config or args.config_file)
-    second_stage = os.path.join(args.output, "second_stage.yaml")
-    with open(second_stage, "w") as f:
+    with open(os.path.join(folder, SECOND_STAGE_FILE), "w") as f:
         f.write(
             f'_BASE_: "{base}"\n'
             "DATASETS:\n"
-            f'  PSEUDO_LABELS: [["{name}", "{source}", "{os.path.abspath(args.output)}"]]\n'
+            f'  PSEUDO_LABELS: [["{name}", "{source}", "{output}"]]\n'
             f'  TRAIN: ("{name}",)\n'
+            "# its own folder: the first stage's OUTPUT_DIR (inherited from _BASE_) keeps its checkpoints\n"
+            f'OUTPUT_DIR: "{second_stage_dir}"\n'
         )
-    logger.info(
-        f"Wrote {written} pseudo labels to {args.output}"
-        + (f" (mIoU against the GT {report['mIoU']:.2f})" if "mIoU" in report else "")
-        + f"; second stage: python train_net.py --config-file {second_stage}"
+    second_stage = os.path.join(args.output, SECOND_STAGE_FILE)
+    report.update(
+        second_stage_config=os.path.join(output, SECOND_STAGE_FILE),
+        second_stage_output=second_stage_dir,
+        second_stage_command=f"python train_net.py --config-file {shlex.quote(second_stage)}",
     )
+    from wss_d2.utils import write_json
+
+    write_json(os.path.join(folder, QUALITY_FILE), report)
     return report
 
 

@@ -101,6 +101,10 @@ def add_wss_config(cfg):
     cfg.TEST.TTA.SIZE_ROUNDING = "round"
     # one model call for an image and its flip; False: one call per pass (less memory)
     cfg.TEST.TTA.BATCH_PASSES = True
+    # round each rescaled uint8 image back to uint8 (for models that need uint8 input, e.g.
+    # SIPE's PIL resize); False passes it in float32, as the original AGMM, SIPE and MCC
+    # resize the float (normalised) image
+    cfg.TEST.TTA.ROUND_RESIZED_IMAGE = False
 
     # sliding-window inference
     cfg.TEST.SLIDING_WINDOW = CN()
@@ -129,6 +133,10 @@ def add_wss_config(cfg):
     # evaluators of the test sets: [] = by the dataset's evaluator_type; else any of "sem_seg"
     # (mIoU) and "cam" (localisation maps, CAMEvaluator)
     cfg.TEST.EVALUATORS = []
+    # before training, check the label maps of every DATASETS.TEST set (values: class ids or
+    # ignore; size: the image's): all of them up to this many, an evenly spaced sample of this
+    # many beyond; 0 = no check
+    cfg.TEST.CHECK_LABELS_MAX_FILES = 3000
 
     # CAM-quality evaluation (wss_d2.evaluation.CAMEvaluator, sipe.md §6)
     cfg.TEST.CAM_EVAL = CN()

@@ -38,7 +38,6 @@ the mean (sipe.md §6.1), a class predicted but absent from the GT counts as 0. 
 keys describe the headline setting: the argmax mode when the maps have a background
 channel, else the best threshold.
 """
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -54,6 +53,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.readers import check_label_values, read_label_map
+from ..utils import write_json
 from .sem_seg_evaluation import confusion_matrix
 
 __all__ = ["CAMEvaluator", "threshold_grid", "per_class_scores"]
@@ -371,8 +371,7 @@ class CAMEvaluator(DatasetEvaluator):
             arrays = {key: value for key, value in confusions.items() if value is not None}
             with PathManager.open(os.path.join(self.output_dir, "cam_confusion.npz"), "wb") as f:
                 np.savez(f, thresholds=self.thresholds, bg_multipliers=self.bg_multipliers, **arrays)
-            with PathManager.open(os.path.join(self.output_dir, "cam_evaluation.json"), "w") as f:
-                json.dump({"results": results, **curves}, f, indent=2)
+            write_json(os.path.join(self.output_dir, "cam_evaluation.json"), {"results": results, **curves})
         return OrderedDict(cam=results)
 
     def _metrics(self, confusions):

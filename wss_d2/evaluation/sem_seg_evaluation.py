@@ -14,7 +14,6 @@ SimFormer's WeakShotSemSegEvaluator, which all agree):
     (GT_c > 0), as SimFormer's evaluator computes them; hIoU = 2·base·novel / (base + novel)
     (SimFormer's code does not report it; its paper does).
 """
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -28,6 +27,8 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.readers import read_image, read_label_map
+from ..inference.scores import output_sem_seg_kind, to_probabilities
+from ..utils import write_json
 
 __all__ = ["WSSSemSegEvaluator", "confusion_matrix", "segmentation_metrics"]
 
@@ -78,18 +79,6 @@ def segmentation_metrics(confusion, class_names, base_classes=None, novel_classe
     return results
 
 
-def _as_probabilities(scores, tolerance=1e-3):
-    """Scores as per-pixel probabilities: kept when they already are (e.g. softmax-fused TTA
-    output), else softmax of the logits."""
-    import torch
-
-    scores = scores.detach().float().cpu()
-    sums = scores.sum(0)
-    if scores.min() >= 0 and torch.allclose(sums, torch.ones_like(sums), atol=tolerance):
-        return scores
-    return torch.softmax(scores, dim=0)
-
-
 def _nanmean(values):
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
@@ -103,7 +92,9 @@ class WSSSemSegEvaluator(DatasetEvaluator):
     the log and the confusion matrix saved to `output_dir`.
 
     With `crf` (a callable returning a `wss_d2.inference.DenseCRFPool`), predictions are
-    refined by dense CRF first: each image's probabilities are submitted to the pool and
+    refined by dense CRF first: each image's probabilities (`to_probabilities` of its
+    `sem_seg` by the kind the output declares in "sem_seg_kind"; none declared: detectron2's
+    logits, wss_d2.inference.scores) are submitted to the pool and
     scored when the pool returns them, so the CRF of earlier images runs on other cores while
     the model predicts the next one (at most the pool's max_pending images are held). The
     pool lives from `reset` to the end of `evaluate`.
@@ -157,11 +148,13 @@ class WSSSemSegEvaluator(DatasetEvaluator):
                 raise ValueError(
                     f"{input.get('file_name')}: prediction of shape {tuple(scores.shape)}, expected ({K}, H, W)"
                 )
+            # argmax is the same for every kind; the CRF needs probabilities
+            kind = output_sem_seg_kind(output, where=str(input.get("file_name", "?")))
             if self.crf is None:
                 self._score(input, scores.argmax(dim=0).to("cpu").numpy())
                 continue
             image = read_image(input["file_name"], "RGB")
-            self.crf.submit(input, image, _as_probabilities(scores).numpy())
+            self.crf.submit(input, image, to_probabilities(scores.detach().cpu(), kind).numpy())
             for done, probs in self.crf.results():
                 self._score(done, probs.argmax(0))
 
@@ -201,8 +194,7 @@ class WSSSemSegEvaluator(DatasetEvaluator):
         if self.output_dir:
             PathManager.mkdirs(self.output_dir)
             np.save(os.path.join(self.output_dir, "sem_seg_confusion.npy"), confusion)
-            with PathManager.open(os.path.join(self.output_dir, "sem_seg_evaluation.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            write_json(os.path.join(self.output_dir, "sem_seg_evaluation.json"), results)  # NaN IoU as null
         return OrderedDict(sem_seg=results)
 
     def _log_table(self, results):

@@ -172,14 +172,15 @@ class DenseCRF:
         if low < -tol or high > 1 + tol:
             raise ValueError(
                 f"DenseCRF: probs must lie in [0, 1], got values in [{low:.4g}, {high:.4g}] "
-                "(logits? apply softmax over the class axis 0 first)"
+                "(logits or CAM scores? convert them with wss_d2.inference.scores.to_probabilities(scores, kind))"
             )
         sums = probs.sum(axis=0)
         worst = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
         if abs(float(sums[worst]) - 1) > tol:
             raise ValueError(
                 f"DenseCRF: probs are not a distribution over the {probs.shape[0]} classes (axis 0) at every pixel: "
-                f"sum is {float(sums[worst]):.4g} at (y, x) = {tuple(int(i) for i in worst)} (tolerance {tol})"
+                f"sum is {float(sums[worst]):.4g} at (y, x) = {tuple(int(i) for i in worst)} (tolerance {tol}); "
+                "convert model scores with wss_d2.inference.scores.to_probabilities(scores, kind)"
             )
         return probs
 
@@ -199,7 +200,8 @@ class DenseCRF:
         """
         Args:
             image: (H, W, 3) uint8 RGB, the original (de-normalised) image at the probabilities' size.
-            probs: (K, H, W) per-pixel class probabilities (softmax), numpy or CPU torch.
+            probs: (K, H, W) per-pixel class probabilities, numpy or CPU torch; from a model's
+                `sem_seg`, `wss_d2.inference.scores.to_probabilities(sem_seg, kind)`.
         Returns:
             (K, H, W) float32 refined probabilities (the CRF's marginals Q; argmax over axis 0 = labels).
         """

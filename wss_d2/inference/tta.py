@@ -6,12 +6,16 @@ fusion rules of the method specs, and sliding-window (tiled) inference for large
 (eval mode: `model([{"image": (C,H,W), "height": h, "width": w}, ...])` returns
 `[{"sem_seg": (K, h, w) scores}, ...]`) and follows the same contract itself, so it can be
 given to `inference_on_dataset` in place of the model. `maybe_wrap_with_tta(cfg, model)`
-does that when the config asks for it.
+does that when the config asks for it. The wrapper reads the kind of the model's scores
+(`sem_seg_kind`, wss_d2.inference.scores) and declares the kind of its own output.
 
 One pass = (scale s, flip f). For each pass the image is resized to (round(H*s), round(W*s))
-(bilinear on the float image, then rounded and clamped back to the image's dtype, no
-antialiasing), optionally mirrored, and the model is asked for scores at that size. The
-scores are mirrored back, resized to the image size (H, W) and optionally softmaxed. The
+(bilinear in float32, no antialiasing; the model normalises inside, and resizing commutes
+with that per-channel affine map, so this equals the original codes' resize of the
+normalised image; TEST.TTA.ROUND_RESIZED_IMAGE rounds it back to uint8 instead), optionally
+mirrored, and the model is asked for scores at that size. The scores are mirrored back,
+resized to the image size (H, W) and, with SOFTMAX, brought to probabilities (softmax of
+logits; a model's probabilities are kept; non-negative scores are divided by their sum). The
 passes of one scale are fused by FLIP_FUSION, the scales by FUSION (with FLIP_FUSION unset
 both use FUSION, which equals fusing all passes at once: "mean" = sum / number of passes).
 The fused map is finally resized to the requested (height, width). Fusion keeps one running
@@ -19,14 +23,15 @@ map per level (the scale's and the image's), never the list of passes.
 
 Sliding window: every pass image is cut into tiles (`tile_starts`: 0, stride, 2*stride, ...,
 the last tile moved back to end at the border, as AGMM's tiler); tile scores (softmax
-optional, TEST.SLIDING_WINDOW.SOFTMAX) are summed into a full-size map and divided by the
+optional, TEST.SLIDING_WINDOW.SOFTMAX: a plain softmax whatever the model returns, so on
+AGMM's probabilities it is the original's double softmax) are summed into a full-size map and divided by the
 number of tiles covering each pixel. An image side shorter than the tile is not padded: that
 side is processed whole (the tile is clipped to the image), so no pad value enters the model.
 
 Spec protocols (see README section "Test-time augmentation"):
   AGMM VOC (agmm.md §6): the AGMM model returns probabilities (MODEL.AGMM.TEST_SOFTMAX), so
-    SOFTMAX False (with a logits model: SOFTMAX, SOFTMAX_BEFORE_RESIZE), SCALES (0.5, 0.75, ..., 2.0), FLIP,
-    FUSION mean, ALIGN_CORNERS True, SIZE_ROUNDING floor.
+    SOFTMAX False (SOFTMAX True keeps them too; with a logits model: SOFTMAX, SOFTMAX_BEFORE_RESIZE),
+    SCALES (0.5, 0.75, ..., 2.0), FLIP, FUSION mean, ALIGN_CORNERS True, SIZE_ROUNDING floor.
   AGMM Cityscapes: TTA off, SLIDING_WINDOW on, TILE 721, STRIDE 241, SOFTMAX (per tile, on the
     model's probabilities: the original's double softmax).
   WR38 (sipe.md §8.2): SCALES (0.5..1.75), FLIP, SOFTMAX False (mean of logits).
@@ -34,6 +39,7 @@ Spec protocols (see README section "Test-time augmentation"):
   MCC VOC (mcc.md §11.2): SCALES (1.0, 1.5, 1.25), FLIP_FUSION sum, FUSION max, SOFTMAX False.
   SPML (spml.md §9.5 iii): SCALES (0.5..1.5), FLIP, SOFTMAX (after resize), FUSION mean.
 """
+import logging
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -42,6 +48,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import CfgNode, configurable
+
+from .scores import SEM_SEG_KIND_KEY, check_sem_seg_kind, model_sem_seg_kind, to_probabilities
 
 __all__ = [
     "FUSION_RULES",
@@ -53,6 +61,8 @@ __all__ = [
     "sliding_window_inference",
     "tile_starts",
 ]
+
+logger = logging.getLogger(__name__)
 
 # how score maps of several passes are combined: "mean" = sum / number of maps (AGMM, WR38,
 # SPML), "sum" = plain sum (MCC's flip fusion), "max" = element-wise max (DeepLab MSC, MCC)
@@ -108,11 +118,14 @@ def tile_starts(length: int, tile: int, stride: int) -> List[int]:
     return [min(i * stride, length - tile) for i in range(num_tiles)]
 
 
-def resize_image(image: torch.Tensor, size: Tuple[int, int], align_corners: bool) -> torch.Tensor:
+def resize_image(
+    image: torch.Tensor, size: Tuple[int, int], align_corners: bool, round_to_dtype: bool = False
+) -> torch.Tensor:
     """
-    Bilinear resize of a (C, H, W) image to `size` (h, w). Integer images (uint8) are
-    interpolated in float32, rounded and clamped back to their dtype; no antialiasing (as
-    cv2/torch bilinear, unlike PIL). The image is returned unchanged when the size matches.
+    Bilinear resize of a (C, H, W) image to `size` (h, w), no antialiasing (as cv2/torch
+    bilinear, unlike PIL). Integer images (uint8) are interpolated in float32 and returned as
+    float32, or with `round_to_dtype` rounded and clamped back to their dtype. The image is
+    returned unchanged when the size matches.
     """
     if tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -122,6 +135,8 @@ def resize_image(image: torch.Tensor, size: Tuple[int, int], align_corners: bool
     )[0]
     if image.dtype.is_floating_point:
         return resized.to(image.dtype)
+    if not round_to_dtype:
+        return resized
     info = torch.iinfo(image.dtype)
     return resized.round_().clamp_(info.min, info.max).to(image.dtype)
 
@@ -144,11 +159,13 @@ def sliding_window_inference(
     softmax: bool = True,
     batch_size: int = 4,
     extra_inputs: Optional[Dict] = None,
+    kind: Optional[str] = None,
 ) -> torch.Tensor:
     """
     Scores (K, H, W) of `model` (detectron2 semantic contract) on `image` (C, H, W) from
-    overlapping tiles: per-tile scores (softmaxed over K if `softmax`) are summed into a
-    full-size float32 map and divided by the number of tiles covering each pixel.
+    overlapping tiles: per-tile scores (softmaxed over K if `softmax`, whatever kind the model
+    returns) are summed into a full-size float32 map and divided by the number of tiles
+    covering each pixel. The result has the model's kind, or is probabilities with `softmax`.
 
     Args:
         tile, stride: int or (h, w). Tile starts follow `tile_starts`; an image side shorter
@@ -156,6 +173,7 @@ def sliding_window_inference(
         num_classes: expected K; None takes it from the first tile.
         batch_size: tiles per model call (bounds memory).
         extra_inputs: extra keys put into every model input dict (e.g. "image_labels").
+        kind: the model's declared sem_seg kind (None: read from the model).
     """
     tile_h, tile_w = _pair(tile, "TEST.SLIDING_WINDOW.TILE")
     stride_h, stride_w = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
@@ -180,7 +198,7 @@ def sliding_window_inference(
              "height": crop_h, "width": crop_w}
             for y, x in chunk
         ]
-        for (y, x), scores in zip(chunk, _run_model(model, inputs, num_classes)):
+        for (y, x), scores in zip(chunk, _run_model(model, inputs, num_classes, kind)):
             if softmax:
                 scores = scores.float().softmax(dim=0)
             if total is None:
@@ -198,7 +216,8 @@ def sliding_window_inference(
 class SemanticSegmentorWithTTA(nn.Module):
     """
     Multi-scale + flip (+ optional sliding window) inference around a semantic segmentor;
-    same input/output contract as the wrapped model (only "sem_seg" is returned). Eval only.
+    same input/output contract as the wrapped model (only "sem_seg" is returned, with its
+    "sem_seg_kind", also the attribute `sem_seg_kind`). Eval only.
     """
 
     @configurable
@@ -220,6 +239,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         stride: Sequence[int] = (241, 241),
         tile_batch: int = 4,
         tile_softmax: bool = True,
+        round_resized_image: bool = False,
     ):
         """
         Args:
@@ -228,7 +248,9 @@ class SemanticSegmentorWithTTA(nn.Module):
             flip: also run the mirrored image at every scale (TEST.TTA.FLIP).
             fusion: FUSION_RULES rule across scales (TEST.TTA.FUSION).
             flip_fusion: rule across the flips of one scale; None: same as `fusion`.
-            softmax: softmax each pass before fusing (TEST.TTA.SOFTMAX); False fuses the scores.
+            softmax: bring each pass to probabilities before fusing (TEST.TTA.SOFTMAX): softmax of
+                logits, a model's probabilities as they are, scores divided by their sum
+                (`to_probabilities` by the model's declared kind); False fuses the scores.
             softmax_before_resize: softmax at the pass size, then resize (AGMM); else resize,
                 then softmax (SPML).
             align_corners: of every bilinear resize (image, scores, output).
@@ -238,9 +260,12 @@ class SemanticSegmentorWithTTA(nn.Module):
                 False: one call per pass (lower peak memory, same result).
             sliding_window, tile, stride, tile_batch, tile_softmax: `sliding_window_inference`
                 on every pass image (TEST.SLIDING_WINDOW.*).
+            round_resized_image: round each resized uint8 image back to uint8
+                (TEST.TTA.ROUND_RESIZED_IMAGE); False passes it in float32.
         """
         super().__init__()
         self.model = model
+        self.model_kind = model_sem_seg_kind(model)
         self.scales = [float(s) for s in scales]
         if not self.scales:
             raise ValueError("TEST.TTA.SCALES is empty: give at least one scale, e.g. [1.0]")
@@ -265,6 +290,32 @@ class SemanticSegmentorWithTTA(nn.Module):
             raise ValueError(f"TEST.SLIDING_WINDOW.BATCH must be >= 1, got {tile_batch}")
         self.tile_batch = int(tile_batch)
         self.tile_softmax = bool(tile_softmax)
+        self.round_resized_image = bool(round_resized_image)
+        if self.double_softmax:
+            logger.info(
+                "TEST.SLIDING_WINDOW.SOFTMAX on a model that returns probabilities: every tile's "
+                "probabilities are softmaxed again (the original AGMM's double softmax)"
+            )
+
+    @property
+    def double_softmax(self) -> bool:
+        """The tiler softmaxes scores that already are probabilities (AGMM Cityscapes, faithful)."""
+        return self.sliding_window and self.tile_softmax and self.model_kind == "probabilities"
+
+    @property
+    def sem_seg_kind(self) -> str:
+        """The kind of the fused `sem_seg` (wss_d2.inference.scores)."""
+        kind = self.model_kind
+        if self.sliding_window and self.tile_softmax:
+            kind = "probabilities"
+        if self.softmax:
+            kind = "probabilities"
+        # a mean or a resize of distributions is one; a sum or max of several is not
+        if kind == "probabilities" and (
+            (self.flip and self.flip_fusion != "mean") or (len(self.scales) > 1 and self.fusion != "mean")
+        ):
+            kind = "scores"
+        return kind
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -290,6 +341,7 @@ class SemanticSegmentorWithTTA(nn.Module):
             "stride": _cfg_get(cfg, "TEST.SLIDING_WINDOW.STRIDE", [241, 241]),
             "tile_batch": _cfg_get(cfg, "TEST.SLIDING_WINDOW.BATCH", 4),
             "tile_softmax": _cfg_get(cfg, "TEST.SLIDING_WINDOW.SOFTMAX", True),
+            "round_resized_image": _cfg_get(cfg, "TEST.TTA.ROUND_RESIZED_IMAGE", False),
         }
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
@@ -297,8 +349,9 @@ class SemanticSegmentorWithTTA(nn.Module):
             raise RuntimeError(
                 "SemanticSegmentorWithTTA is inference only: call .eval() (train the wrapped model)"
             )
+        kind = self.sem_seg_kind
         with torch.no_grad():
-            return [{"sem_seg": self._inference_one(inputs)} for inputs in batched_inputs]
+            return [{"sem_seg": self._inference_one(inputs), SEM_SEG_KIND_KEY: kind} for inputs in batched_inputs]
 
     def scaled_size(self, height: int, width: int, scale: float) -> Tuple[int, int]:
         """The pass size for one scale (at least 1 pixel per side)."""
@@ -315,7 +368,8 @@ class SemanticSegmentorWithTTA(nn.Module):
         extra = _passthrough_inputs(inputs)
         fused = ScoreFusion(self.fusion, "TEST.TTA.FUSION")
         for scale in self.scales:
-            scaled = resize_image(image, self.scaled_size(height, width, scale), self.align_corners)
+            size = self.scaled_size(height, width, scale)
+            scaled = resize_image(image, size, self.align_corners, self.round_resized_image)
             per_scale = ScoreFusion(self.flip_fusion, "TEST.TTA.FLIP_FUSION")
             for scores, flipped in self._passes(scaled, extra):
                 if flipped:
@@ -333,23 +387,27 @@ class SemanticSegmentorWithTTA(nn.Module):
             for pass_image, flipped in zip(images, flips):
                 yield sliding_window_inference(
                     self.model, pass_image, self.tile, self.stride, softmax=self.tile_softmax,
-                    batch_size=self.tile_batch, extra_inputs=extra,
+                    batch_size=self.tile_batch, extra_inputs=extra, kind=self.model_kind,
                 ), flipped
             return
         size = {"height": scaled.shape[-2], "width": scaled.shape[-1]}
         passes = list(zip(images, flips))
         groups = [passes] if self.batch_passes else [[one] for one in passes]
         for group in groups:
-            outputs = _run_model(self.model, [{**extra, "image": im, **size} for im, _ in group])
+            outputs = _run_model(
+                self.model, [{**extra, "image": im, **size} for im, _ in group], kind=self.model_kind
+            )
             yield from zip(outputs, [flipped for _, flipped in group])
 
     def _to_image_size(self, scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
         scores = scores.float()
+        # the pass's kind: the tiler's softmax made probabilities of whatever the model returned
+        kind = "probabilities" if self.sliding_window and self.tile_softmax else self.model_kind
         if self.softmax and self.softmax_before_resize:
-            scores = scores.softmax(dim=0)
+            scores = to_probabilities(scores, kind)
         scores = resize_scores(scores, size, self.align_corners)
         if self.softmax and not self.softmax_before_resize:
-            scores = scores.softmax(dim=0)
+            scores = to_probabilities(scores, kind)
         return scores
 
 
@@ -361,8 +419,13 @@ def maybe_wrap_with_tta(cfg, model: nn.Module) -> nn.Module:
     return model
 
 
-def _run_model(model, inputs: List[Dict], num_classes: Optional[int] = None) -> List[torch.Tensor]:
-    """Calls the model and checks that it returned (K, height, width) scores per input."""
+def _run_model(
+    model, inputs: List[Dict], num_classes: Optional[int] = None, kind: Optional[str] = None
+) -> List[torch.Tensor]:
+    """
+    Calls the model and checks that it returned (K, height, width) scores per input, and that
+    an output that names its kind names `kind` (the model's declared one).
+    """
     outputs = model(inputs)
     if not isinstance(outputs, (list, tuple)) or len(outputs) != len(inputs):
         raise ValueError(
@@ -374,6 +437,14 @@ def _run_model(model, inputs: List[Dict], num_classes: Optional[int] = None) -> 
         if not isinstance(out, dict) or "sem_seg" not in out:
             raise ValueError("the wrapped model's outputs need a 'sem_seg' entry")
         sem_seg = out["sem_seg"]
+        declared = kind or model_sem_seg_kind(model)
+        stated = out.get(SEM_SEG_KIND_KEY, declared)
+        if stated != declared:
+            check_sem_seg_kind(stated, f"{type(model).__name__} output")
+            raise ValueError(
+                f"{type(model).__name__} declares sem_seg_kind {declared!r} but its output says {stated!r}: "
+                "set the model's sem_seg_kind attribute to what its sem_seg holds"
+            )
         expected = (inp["height"], inp["width"])
         if (
             sem_seg.dim() != 3

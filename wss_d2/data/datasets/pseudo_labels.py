@@ -17,6 +17,17 @@ __all__ = ["register_pseudo_label_dataset", "register_cam_dataset", "register_ps
 
 # fields a pseudo-label set keeps from its source dicts: the image, never its labels
 _KEPT_FIELDS = ("file_name", "image_id", "height", "width")
+# in the name of the temporary folder an export writes before moving it into place
+PARTIAL_EXPORT_MARKER = ".partial-"
+
+
+def _check_finished(folder, config_key):
+    """A folder left by an interrupted export is never a training set."""
+    if PARTIAL_EXPORT_MARKER in os.path.basename(folder):
+        raise ValueError(
+            f"DATASETS.{config_key}: {folder} is the temporary folder of an unfinished export "
+            "(tools/export_pseudo_labels.py moves it into place only when complete); rerun the export"
+        )
 
 
 def _with_files(source, folder, field, extension, kept_fields=None):
@@ -53,6 +64,7 @@ def load_pseudo_label_dataset(source, folder):
 def register_pseudo_label_dataset(name, source, folder):
     """Register `name`: the images of `source` with the pseudo labels in `folder`."""
     folder = os.path.abspath(os.path.expanduser(folder))
+    _check_finished(folder, "PSEUDO_LABELS")
     if _registered_before(name, source, folder, "pseudo_sem_seg_root", "PSEUDO_LABELS"):
         return
     meta = MetadataCatalog.get(source)
@@ -81,6 +93,7 @@ def register_cam_dataset(name, source, folder):
     for methods that refine CAMs (IRN's random walk).
     """
     folder = os.path.abspath(os.path.expanduser(folder))
+    _check_finished(folder, "CAMS")
     if _registered_before(name, source, folder, "cam_root", "CAMS"):
         return
     meta = MetadataCatalog.get(source).as_dict()

@@ -7,7 +7,8 @@ Training reads the mapper's `sparse_sem_seg` (0..K-1 labelled, K unlabelled, 255
 a dense `sem_seg`, 255 = ignore, gives full supervision) and `image_labels` (the classes of
 the whole, un-augmented weak label) and returns
 {loss_pce, loss_g2p, loss_l2g, loss_proto, loss_cls}. Inference: softmax probabilities at
-the image's size; multi-scale + flip and sliding windows come from wss_d2.inference.tta.
+the image's size (declared: `sem_seg_kind` "probabilities"; "logits" with TEST_SOFTMAX False);
+multi-scale + flip and sliding windows come from wss_d2.inference.tta.
 """
 import logging
 
@@ -117,6 +118,11 @@ class AGMM(nn.Module):
     def device(self):
         return self.pixel_mean.device
 
+    @property
+    def sem_seg_kind(self):
+        """What `sem_seg` holds (wss_d2.inference.scores): probabilities or logits."""
+        return "probabilities" if self.test_softmax else "logits"
+
     def network(self, images):
         """Decoder feature F (B, 256, h, w) at stride 4 and logits at the input size."""
         return self.sem_seg_head(self.backbone(images), images.shape[-2:])
@@ -196,4 +202,4 @@ class AGMM(nn.Module):
         scores = F.softmax(logits, dim=1) if self.test_softmax else logits
         if tuple(scores.shape[-2:]) != (height, width):
             scores = self.sem_seg_head.upsample(scores, (height, width))
-        return {"sem_seg": scores[0]}
+        return {"sem_seg": scores[0], "sem_seg_kind": self.sem_seg_kind}

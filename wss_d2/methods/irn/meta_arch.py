@@ -56,6 +56,9 @@ class IRNEdgeHead(nn.Module):
 class IRNEdge(nn.Module):
     """Boundary branch of IRN: training loss from pseudo labels, random walk at inference."""
 
+    # sem_seg holds max-normalised random-walk scores with a constant background (wss_d2.inference.scores)
+    sem_seg_kind = "scores"
+
     @configurable
     def __init__(
         self,
@@ -190,4 +193,4 @@ class IRNEdge(nn.Module):
         sem_seg[labels] = propagated
         if self.background_class not in labels.tolist():  # foreground CAMs: IRN's constant background
             sem_seg[self.background_class] = self.bg_threshold
-        return {"sem_seg": sem_seg, "boundary": boundary}
+        return {"sem_seg": sem_seg, "sem_seg_kind": self.sem_seg_kind, "boundary": boundary}

@@ -8,7 +8,8 @@ WeakLabelDatasetMapper; returns {"loss_cls", "loss_gsc"}.
 Inference: one image at its original size; multi-scale + flip inside the network (§5);
 returns "cams" (len(keys), H, W) with "cam_labels" = keys (background first, then the
 image's classes; or the plain CAM's foreground maps with MODEL.SIPE.TEST_OUTPUT "cam") and
-"sem_seg" (num_classes, H, W) scores for the mIoU evaluator.
+"sem_seg" (num_classes, H, W) scores for the mIoU evaluator: non-negative max-normalised maps,
+declared as `sem_seg_kind` "scores" (probabilities = maps / their per-pixel sum).
 """
 import numpy as np
 import torch
@@ -42,6 +43,11 @@ def resize_bicubic(image, size):
     """(3, H, W) uint8 tensor resized to `size` (h, w) with PIL bicubic (§4.3, pitfall 14)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
+    if image.dtype != torch.uint8:
+        raise TypeError(
+            f"SIPE resizes uint8 images with PIL bicubic, got a {image.dtype} image of shape "
+            f"{tuple(image.shape)}; under TEST.TTA scales set TEST.TTA.ROUND_RESIZED_IMAGE True"
+        )
     array = image.permute(1, 2, 0).cpu().numpy()
     resized = Image.fromarray(array).resize((size[1], size[0]), Image.BICUBIC)
     return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
@@ -75,6 +81,9 @@ def image_tags(batched_inputs, num_classes, background_class, device):
 @META_ARCH_REGISTRY.register()
 class SIPE(nn.Module):
     """Self-supervised Image-specific Prototype Exploration (Chen et al., CVPR 2022)."""
+
+    # sem_seg holds max-normalised (IS-)CAMs, not logits (wss_d2.inference.scores)
+    sem_seg_kind = "scores"
 
     @configurable
     def __init__(
@@ -259,7 +268,7 @@ class SIPE(nn.Module):
         sem_seg[keys] = cams
         if self.test_output == "cam":  # no background channel: IRN's constant background score
             sem_seg[self.background_class] = 0.15
-        return {"cams": cams, "cam_labels": keys, "sem_seg": sem_seg}
+        return {"cams": cams, "cam_labels": keys, "sem_seg": sem_seg, "sem_seg_kind": self.sem_seg_kind}
 
     def _scale_maps(self, image, tags):
         """
