@@ -54,19 +54,28 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _seed_cpu(seed: int) -> None:
+    """seed_all for the CPU generators only (torch.manual_seed also seeds every GPU: 100x slower)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
 @contextlib.contextmanager
-def isolated_rng(seed: Optional[int] = None):
-    """Run a block with the global generators seeded by `seed` (None: as they are), then
-    restore their states."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+def isolated_rng(seed: Optional[int] = None, restore: bool = True):
+    """Run a block with the global CPU generators seeded by `seed` (None: as they are), then
+    restore their states (unless `restore` is False: nothing else uses them, e.g. in a loader
+    worker process)."""
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state()) if restore else None
     if seed is not None:
-        seed_all(seed)
+        _seed_cpu(seed)
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        if restore:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
 
 
 def step_seed(seed: int, rank: int, iteration: int) -> int:
@@ -89,10 +98,13 @@ class _BatchStream(torchdata.IterableDataset):
         self.shuffle = shuffle
         self.dataset_names = list(dataset_names)
         self._epoch, self._order = None, None
+        self._restore_rng = True
 
     def __iter__(self):
         info = torchdata.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # in the main process the global generators are also the model's: put them back after each image
+        self._restore_rng = info is None
         iteration = self.start_iter + worker
         while True:
             yield self.batch(iteration)
@@ -120,7 +132,7 @@ class _BatchStream(torchdata.IterableDataset):
             if attempt:  # the mapper skipped the image: a replacement, the same on every run
                 index = int(np.random.default_rng(derived_seed(self.seed, _FALLBACK, position, attempt))
                             .integers(len(self.dataset)))
-            with isolated_rng(derived_seed(self.seed, _SAMPLE, position, attempt)):
+            with isolated_rng(derived_seed(self.seed, _SAMPLE, position, attempt), restore=self._restore_rng):
                 mapped = self.mapper(self.dataset[index])
             if mapped is not None:
                 return mapped
