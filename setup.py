@@ -4,8 +4,17 @@
 torch, torchvision and detectron2 are not listed in install_requires on purpose: pip would
 replace a user's CUDA build of torch, and detectron2 is not on PyPI. `python tools/install.py`
 installs all three the way that works here (see README.md).
+
+install_requires is what `import wss_d2` and training need; the "datasets" extra is what only
+the dataset preparation scripts use (datasets/README.md says which script needs which).
 """
 from setuptools import find_packages, setup
+
+DATASETS_REQUIRES = [
+    "h5py",  # COCO-Stuff-10K annotations are MATLAB v7.3 (HDF5) files
+    "cityscapesscripts",  # Cityscapes labelTrainIds generation
+    "tqdm",  # progress of the preparation loops (fvcore installs it too)
+]
 
 setup(
     name="wss_d2",
@@ -22,11 +31,12 @@ setup(
         "fvcore",
         "tabulate",
         "tensorboard",
-        "psutil",
-        "pydensecrf2",  # provides the `pydensecrf` module (dense CRF)
-        "h5py",  # COCO-Stuff-10K annotations are MATLAB v7.3 (HDF5) files
+        "pydensecrf2",  # provides the `pydensecrf` module (dense CRF, imported where it runs)
         "scikit-image",  # skeletons for simulated scribbles
-        "cityscapesscripts",  # Cityscapes labelTrainIds generation
     ],
-    extras_require={"test": ["pytest", "torchmetrics"]},
+    extras_require={
+        "datasets": DATASETS_REQUIRES,
+        # the tests cover the preparation scripts too
+        "test": ["pytest", "torchmetrics", *DATASETS_REQUIRES],
+    },
 )

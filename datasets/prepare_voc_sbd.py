@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 import scipy.io
+from tqdm import tqdm
 
 from wss_d2.data.datasets.loading import read_split_ids
 from wss_d2.data.datasets.paths import get_datasets_root
@@ -93,7 +94,7 @@ def prepare_voc_sbd(voc_root, sbd_root):
     os.makedirs(out_dir, exist_ok=True)
     counts = {"voc": 0, "sbd": 0}
     all_ids = sorted(set(train_aug) | voc_val)
-    for done, image_id in enumerate(all_ids, start=1):
+    for image_id in tqdm(all_ids, desc="SegmentationClassAug", unit="label"):
         voc_png = os.path.join(voc_root, "SegmentationClass", image_id + ".png")
         if os.path.isfile(voc_png):
             source, label = voc_png, read_voc_label(voc_png)
@@ -112,8 +113,6 @@ def prepare_voc_sbd(voc_root, sbd_root):
                 f"but its image {jpg} is {width}x{height}"
             )
         write_label_png(label, os.path.join(out_dir, image_id + ".png"))
-        if done % 1000 == 0:
-            print(f"  {done}/{len(all_ids)} labels written", flush=True)
 
     write_list(train_aug, os.path.join(list_dir, "train_aug.txt"))
     counts.update(labels=len(all_ids), train_aug=len(train_aug))

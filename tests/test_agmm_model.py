@@ -93,6 +93,33 @@ def test_training_returns_the_five_losses_or_pce_only():
     assert model(_batch())["loss_pce"].item() == pytest.approx(np.log(6), rel=1e-5)
 
 
+def test_each_loss_has_its_own_named_weight():
+    from wss_d2.methods.agmm.config import loss_weight_key
+
+    cfg = get_wss_cfg(SYNTHETIC_CONFIG, CPU)
+    plain = _model(SYNTHETIC_CONFIG).train()(_batch())
+    assert all(loss_weight_key(name) in cfg.MODEL.AGMM for name in plain)  # loss_pce -> PCE_LOSS_WEIGHT, ...
+    weighted = _model(SYNTHETIC_CONFIG, "MODEL.AGMM.G2P_LOSS_WEIGHT", "2.0", "MODEL.AGMM.PROTO_LOSS_WEIGHT", "0.0",
+                      "MODEL.AGMM.CLS_LOSS_WEIGHT", "0.5").train()(_batch())
+    factors = {"loss_pce": 1.0, "loss_g2p": 2.0, "loss_l2g": 1.0, "loss_proto": 0.0, "loss_cls": 0.5}
+    for name, factor in factors.items():
+        assert torch.equal(weighted[name], plain[name] * factor), name
+
+
+def test_the_old_positional_loss_weights_fail_naming_the_new_keys(tmp_path):
+    from wss_d2.config import ConfigKeyError
+
+    old = tmp_path / "old.yaml"
+    old.write_text(f'_BASE_: "{SYNTHETIC_CONFIG}"\nMODEL:\n  AGMM:\n    LOSS_WEIGHTS: [1.0, 1.0, 1.0, 1.0, 2.0]\n')
+    new_keys = ("PCE", "G2P", "L2G", "PROTO", "CLS")
+    on_command_line = ["MODEL.AGMM.LOSS_WEIGHTS", "[1, 1, 1, 1, 2]"]
+    for config, opts, source in ((str(old), [], str(old)), (SYNTHETIC_CONFIG, on_command_line, "the command line")):
+        with pytest.raises(ConfigKeyError, match="MODEL.AGMM.LOSS_WEIGHTS was renamed") as e:
+            get_wss_cfg(config, opts)
+        assert str(e.value).startswith(source)
+        assert all(f"MODEL.AGMM.{key}_LOSS_WEIGHT (loss_{key.lower()})" in str(e.value) for key in new_keys)
+
+
 def test_dense_labels_train_with_full_supervision_and_bad_values_fail():
     model = _model(SYNTHETIC_CONFIG, "MODEL.AGMM.ENABLE", "False").train()
     batch = _batch()

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import inference_on_dataset
 
+from wss_d2 import get_wss_cfg
 from wss_d2.evaluation.cam_evaluation import CAMEvaluator, threshold_grid
 
 CLASSES = ["background", "a", "b", "c", "d"]
@@ -261,10 +261,10 @@ def test_construction_errors(tmp_path):
 
 def test_built_from_config_with_defaults_and_overrides():
     _register("_cam_cfg", [], CLASSES[:2])
-    cfg = get_cfg()
-    evaluator = CAMEvaluator(cfg, "_cam_cfg", distributed=False)  # no TEST.CAM_EVAL: defaults
+    cfg = get_wss_cfg()
+    evaluator = CAMEvaluator(cfg, "_cam_cfg", distributed=False)  # TEST.CAM_EVAL's defaults
     assert len(evaluator.thresholds) == 96 and len(evaluator.bg_multipliers) == 0
-    cfg.TEST.CAM_EVAL = CfgNode({"THRESHOLDS": [0.1, 0.5, 0.2], "BG_MULTIPLIERS": [0.5, 1.0]})
+    cfg.merge_from_list(["TEST.CAM_EVAL.THRESHOLDS", [0.1, 0.5, 0.2], "TEST.CAM_EVAL.BG_MULTIPLIERS", [0.5, 1.0]])
     evaluator = CAMEvaluator(cfg, "_cam_cfg", distributed=False)
     assert evaluator.thresholds.tolist() == [0.1, 0.15, 0.3, 0.5]  # IRN's 0.15 always evaluated
     assert evaluator.bg_multipliers.tolist() == [0.5, 1.0]

@@ -1,5 +1,7 @@
 """DenseCRF and DenseCRFPool (wss_d2.inference.crf): sharpening, label CRF, pool parity/bounds, errors."""
 import multiprocessing as mp
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -7,7 +9,10 @@ import pytest
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from wss_d2 import get_wss_cfg
 from wss_d2.inference import CRFJob, DenseCRF, DenseCRFPool
+
+from .conftest import REPO
 
 H, W, EDGE = 48, 64, 32  # non-square, so a transposed (H, W) would show
 LEFT_RGB, RIGHT_RGB = (200, 60, 40), (40, 80, 210)
@@ -111,7 +116,7 @@ def test_refine_labels_keeps_clean_map_and_removes_salt_noise():
 
 
 def test_from_config_defaults_and_overrides():
-    crf = DenseCRF(get_cfg())  # no TEST.CRF node yet: DeepLab test CRF (sipe.md §8.1)
+    crf = DenseCRF(get_wss_cfg())  # TEST.CRF's defaults: DeepLab test CRF (sipe.md §8.1)
     assert (crf.iterations, crf.pos_w, crf.pos_xy_std, crf.bi_w, crf.bi_xy_std, crf.bi_rgb_std) == (10, 3, 1, 4, 67, 3)
 
     cfg = get_cfg()
@@ -273,3 +278,13 @@ def test_logits_error_points_at_the_score_conversion():
     probs[0, 0, 0], probs[1, 0, 0] = -2, 3
     with pytest.raises(ValueError, match=r"to_probabilities\(scores, kind\)"):
         DenseCRF()(np.zeros((4, 4, 3), np.uint8), probs)
+
+
+# ------------------------------------------------------------------------------ import
+def test_import_wss_d2_needs_no_pydensecrf():
+    # a fresh interpreter: this one has imported pydensecrf in the tests above
+    code = ("import sys; import wss_d2, wss_d2.engine, wss_d2.evaluation, wss_d2.inference; "
+            "print('pydensecrf' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from detectron2.config import CfgNode as CN
 
 from wss_d2 import get_wss_cfg
 
@@ -298,14 +297,14 @@ def test_batched_passes_equal_one_by_one():
 
 
 def test_from_config_defaults_and_values():
-    cfg = CN({"TEST": CN({})})
+    cfg = get_wss_cfg()
     wrapper = SemanticSegmentorWithTTA(cfg, pixel_classifier())
     assert (wrapper.scales, wrapper.flip, wrapper.softmax, wrapper.sliding_window) == (
         [1.0], False, False, False)  # TTA disabled: one plain pass
     assert wrapper.tile == (721, 721) and wrapper.stride == (241, 241) and wrapper.tile_batch == 4
     assert maybe_wrap_with_tta(cfg, wrapper.model) is wrapper.model
-    cfg.TEST.TTA = CN({"ENABLED": True, "SCALES": [0.5, 2.0], "FUSION": "max",
-                       "ALIGN_CORNERS": True, "FLIP_FUSION": "sum"})
+    cfg.merge_from_list(["TEST.TTA.ENABLED", True, "TEST.TTA.SCALES", [0.5, 2.0], "TEST.TTA.FUSION", "max",
+                         "TEST.TTA.ALIGN_CORNERS", True, "TEST.TTA.FLIP_FUSION", "sum"])
     wrapper = maybe_wrap_with_tta(cfg, pixel_classifier())
     assert isinstance(wrapper, SemanticSegmentorWithTTA)
     assert (wrapper.scales, wrapper.flip, wrapper.fusion, wrapper.flip_fusion, wrapper.softmax,
@@ -354,11 +353,11 @@ def test_bad_settings_raise_naming_key_and_value(kwargs, message):
 
 
 def test_bad_config_file_values_raise():
-    cfg = CN({"TEST": CN({"TTA": CN({"ENABLED": True, "FUSION": "median"})})})
+    cfg = get_wss_cfg(opts=["TEST.TTA.ENABLED", True, "TEST.TTA.FUSION", "median"])
     with pytest.raises(ValueError, match=r"TEST.TTA.FUSION = 'median'"):
         SemanticSegmentorWithTTA(cfg, pixel_classifier())
-    cfg = CN({"TEST": CN({"SLIDING_WINDOW": CN({"ENABLED": True, "TILE": [721, 721],
-                                                 "STRIDE": [800, 241]})})})
+    cfg = get_wss_cfg(opts=["TEST.SLIDING_WINDOW.ENABLED", True, "TEST.SLIDING_WINDOW.TILE", [721, 721],
+                            "TEST.SLIDING_WINDOW.STRIDE", [800, 241]])
     with pytest.raises(ValueError, match=r"TEST.SLIDING_WINDOW.STRIDE \[800, 241\]"):
         maybe_wrap_with_tta(cfg, pixel_classifier())
     with pytest.raises(ValueError, match=r"STRIDE \[40\] is larger than .*TILE \[32\]"):
@@ -522,8 +521,8 @@ def test_rounding_the_resized_image_stays_available():
     assert seen[0].dtype == torch.float32 and not torch.equal(seen[0], seen[0].round())
     assert seen[1] is image  # scale 1: the image itself
     seen.clear()
-    cfg = CN({"TEST": CN({"TTA": CN({"ENABLED": True, "SCALES": [0.5], "FLIP": False,
-                                     "ROUND_RESIZED_IMAGE": True})})})
+    cfg = get_wss_cfg(opts=["TEST.TTA.ENABLED", True, "TEST.TTA.SCALES", [0.5], "TEST.TTA.FLIP", False,
+                            "TEST.TTA.ROUND_RESIZED_IMAGE", True])
     run(SemanticSegmentorWithTTA(cfg, Recorder()).eval(), image)
     expected = F.interpolate(image[None].float(), size=(18, 22), mode="bilinear")[0].round().to(torch.uint8)
     assert seen[0].dtype == torch.uint8 and torch.equal(seen[0], expected)

@@ -32,9 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.config import CfgNode as CN  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-
+from wss_d2 import get_wss_cfg  # noqa: E402
 from wss_d2.inference.crf import DenseCRF, DenseCRFPool, _default_workers  # noqa: E402
 
 HEIGHT, WIDTH, NUM_CLASSES = 375, 500, 21
@@ -115,12 +113,7 @@ def main():
     args = parser.parse_args()
 
     load_at_start = round(os.getloadavg()[0], 2)
-    cfg = get_cfg()
-    if "CRF" not in cfg.TEST:  # until the lead adds TEST.CRF to wss_d2's config: DenseCRF's defaults
-        default = DenseCRF()
-        cfg.TEST.CRF = CN({"ITERATIONS": default.iterations, "POS_W": default.pos_w, "POS_XY_STD": default.pos_xy_std,
-                           "BI_W": default.bi_w, "BI_XY_STD": default.bi_xy_std, "BI_RGB_STD": default.bi_rgb_std})
-    cfg.merge_from_list(args.opts)
+    cfg = get_wss_cfg(opts=args.opts)
     crf = DenseCRF(cfg)
     all_cores = _default_workers()
     workers = args.workers or sorted({1, all_cores})

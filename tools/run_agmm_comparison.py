@@ -15,10 +15,8 @@ run is reused (delete its folder to rerun it).
 import argparse
 import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when imported as a module
-from pipeline_runs import train, write_report  # noqa: E402
+from wss_d2.utils.pipeline_runs import train, write_report
 
 WHOLE_SCRIBBLES = ("DATASETS.TRAIN", "('wss_synthetic_train_scribbles',)")
 CONFIGS = [

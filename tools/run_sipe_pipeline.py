@@ -24,8 +24,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when imported as a module
-from pipeline_runs import REPO, run, seconds_per_iteration, train, write_report  # noqa: E402
+from wss_d2.utils.pipeline_runs import REPO, run, seconds_per_iteration, train, write_report
 
 
 def parse_args(argv=None):

@@ -152,6 +152,8 @@ def add_wss_config(cfg):
     cfg.SOLVER.OPTIMIZER = "SGD"
     # learning-rate multiplier of backbone parameters (new layers use SOLVER.BASE_LR)
     cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
+    # builder of the optimizer's parameter groups, a name in wss_d2.solver.PARAM_GROUPS_REGISTRY
+    cfg.SOLVER.PARAM_GROUPS = "default_param_groups"
     # SOLVER.CLIP_GRADIENTS.CLIP_TYPE may also be "full_model": one L2 norm over all parameters
     # keep model_best.pth of the evaluation with the best METRIC, checked at every
     # TEST.EVAL_PERIOD and at the end

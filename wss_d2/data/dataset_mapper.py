@@ -44,6 +44,7 @@ from .build import DATASET_MAPPER_REGISTRY
 from .sparse_label_check import resolve_sparse_values
 from .readers import check_label_values, check_same_size, read_image, read_label_map
 from .weak_labels.cams import read_irn_cams
+from .weak_labels.kinds import SCATTERED_KINDS
 from .weak_labels.points import drop_points_outside, rasterize_points
 
 __all__ = ["WeakLabelDatasetMapper", "build_semantic_augmentations", "resolve_weak_label_metadata"]
@@ -60,7 +61,6 @@ _MAPPER_METADATA = (
     "novel_classes",
     "flip_label_map",
 )
-_SCATTERED_KINDS = ("points", "clicks")  # sparse kinds moved pixel by pixel, never resized
 
 
 def resolve_weak_label_metadata(dataset_names):
@@ -388,7 +388,7 @@ class WeakLabelDatasetMapper:
         return np.concatenate([xy, points[:, 2:].astype(np.float32)], axis=1)[inside]
 
     def _transform_sparse(self, sparse, scattered, transforms, h, w):
-        if self.weak_label in _SCATTERED_KINDS:
+        if self.weak_label in SCATTERED_KINDS:
             # void (255) still follows the image geometry; labelled pixels are placed below
             out = transforms.apply_segmentation(np.where(sparse < self.num_classes, self.num_classes, sparse))
             out = out.astype(np.uint8)

@@ -11,11 +11,11 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .readers import read_label_map
+from .weak_labels.kinds import SPARSE_KINDS
 
 __all__ = ["check_sparse_label_encoding", "check_sparse_labels_from_config", "resolve_sparse_values"]
 
 logger = logging.getLogger(__name__)
-SPARSE_KINDS = ("scribbles", "points", "clicks")  # metadata weak_label of sets with sparse PNGs
 MAX_LABELLED_SHARE = 0.5  # sparse labels cover a few percent of the pixels, never most of them
 
 

@@ -10,18 +10,16 @@ import torch
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import WSSCheckpointer
-from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader, seed_all, step_seed
-
 from ..data import build_dataset_mapper
 from ..data.label_check import check_evaluation_labels_from_config, check_training_sets_not_all_empty
 from ..data.sparse_label_check import check_sparse_labels_from_config
-from ..evaluation import CAMEvaluator, WSSSemSegEvaluator
-from ..inference import DenseCRFPool, maybe_wrap_with_tta
+from ..data.train_loader import ResumableTrainLoader, build_resumable_train_loader, seed_all, step_seed
+from ..evaluation import build_evaluator
+from ..inference import maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
 from .hooks import BestValCheckpointer, CheckpointOnInterrupt
 from .train_loop import WSSAMPTrainer, WSSSimpleTrainer
@@ -216,27 +214,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """TEST.EVALUATORS ("sem_seg", "cam"), or by the dataset's evaluator_type when empty."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        kinds = list(cfg.TEST.EVALUATORS)
-        if not kinds:
-            evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
-            if evaluator_type not in ("sem_seg", "cityscapes_sem_seg"):  # trainId labels: plain mIoU
-                raise ValueError(
-                    f"No wss_d2 evaluator for dataset {dataset_name!r} with evaluator_type={evaluator_type!r}"
-                )
-            kinds = ["sem_seg"]
-        evaluators = []
-        for kind in kinds:
-            if kind == "sem_seg":
-                # TEST.CRF.ENABLED: dense CRF on a worker pool, overlapping the model's inference
-                crf = (lambda: DenseCRFPool(cfg)) if cfg.TEST.CRF.ENABLED else None
-                evaluators.append(
-                    WSSSemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder, crf=crf)
-                )
-            elif kind == "cam":
-                evaluators.append(CAMEvaluator(cfg, dataset_name, output_dir=output_folder))
-            else:
-                raise ValueError(f"TEST.EVALUATORS: unknown evaluator {kind!r}; use 'sem_seg' and/or 'cam'")
-        return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+        return build_evaluator(cfg, dataset_name, output_folder)
 
 
 def check_num_classes(cfg):

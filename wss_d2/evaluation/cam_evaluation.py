@@ -103,16 +103,6 @@ def _nanmean(values):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _cfg_value(cfg, dotted_key, default):
-    """The config value at `dotted_key`, or `default` where the config does not define it."""
-    node = cfg
-    for part in dotted_key.split("."):
-        if not hasattr(node, part):
-            return default
-        node = getattr(node, part)
-    return node
-
-
 class CAMEvaluator(DatasetEvaluator):
     """
     Localisation mIoU of CAMs against the GT of each image, in the argmax, threshold-sweep and
@@ -182,9 +172,9 @@ class CAMEvaluator(DatasetEvaluator):
             "dataset_name": dataset_name,
             "distributed": distributed,
             "output_dir": output_dir,
-            "thresholds": tuple(_cfg_value(cfg, "TEST.CAM_EVAL.THRESHOLDS", DEFAULT_THRESHOLDS)),
-            "bg_multipliers": tuple(_cfg_value(cfg, "TEST.CAM_EVAL.BG_MULTIPLIERS", ())),
-            "irn_threshold": _cfg_value(cfg, "TEST.CAM_EVAL.IRN_THRESHOLD", IRN_THRESHOLD),
+            "thresholds": tuple(cfg.TEST.CAM_EVAL.THRESHOLDS),
+            "bg_multipliers": tuple(cfg.TEST.CAM_EVAL.BG_MULTIPLIERS),
+            "irn_threshold": cfg.TEST.CAM_EVAL.IRN_THRESHOLD,
         }
 
     def reset(self):

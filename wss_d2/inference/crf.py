@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
-import pydensecrf.densecrf as dcrf
 from detectron2.config import configurable
 
 __all__ = ["DenseCRF", "DenseCRFPool", "CRFJob", "add_crf_parameters"]
@@ -33,13 +32,11 @@ logger = logging.getLogger(__name__)
 CONFIG_NODE = "TEST.CRF"
 
 
-def _config_node(cfg, dotted: str) -> dict:
-    """The config node at `dotted` (e.g. "TEST.CRF"), or {} where the lead has not added it yet."""
+def _config_node(cfg, dotted: str):
+    """The config node at `dotted` (e.g. "TEST.CRF"); its keys come from `add_crf_parameters`."""
     node = cfg
     for name in dotted.split("."):
-        node = node.get(name) if hasattr(node, "get") else None
-        if node is None:
-            return {}
+        node = node[name]
     return node
 
 
@@ -123,12 +120,12 @@ class DenseCRF:
         """Read `<node>.*` (default TEST.CRF); `node` lets a method keep a second set (e.g. SIPE §7.1)."""
         crf = _config_node(cfg, node)
         return {
-            "iterations": crf.get("ITERATIONS", 10),
-            "pos_w": crf.get("POS_W", 3.0),
-            "pos_xy_std": crf.get("POS_XY_STD", 1.0),
-            "bi_w": crf.get("BI_W", 4.0),
-            "bi_xy_std": crf.get("BI_XY_STD", 67.0),
-            "bi_rgb_std": crf.get("BI_RGB_STD", 3.0),
+            "iterations": crf.ITERATIONS,
+            "pos_w": crf.POS_W,
+            "pos_xy_std": crf.POS_XY_STD,
+            "bi_w": crf.BI_W,
+            "bi_xy_std": crf.BI_XY_STD,
+            "bi_rgb_std": crf.BI_RGB_STD,
         }
 
     def __repr__(self):
@@ -189,6 +186,9 @@ class DenseCRF:
         """Mean-field Q (K, H, W) float32 for a (K, H·W) unary energy on a checked image."""
         n_labels = unary.shape[0]
         height, width = image.shape[:2]
+        # imported here, not at module level, so `import wss_d2` works without pydensecrf
+        import pydensecrf.densecrf as dcrf
+
         crf = dcrf.DenseCRF2D(width, height, n_labels)
         crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
         crf.addPairwiseGaussian(sxy=self.pos_xy_std, compat=self.pos_w)
@@ -361,8 +361,8 @@ class DenseCRFPool:
         crf_cfg = _config_node(cfg, node)
         return {
             "crf": DenseCRF(cfg, node=node),
-            "num_workers": crf_cfg.get("NUM_WORKERS", 0),
-            "max_pending": crf_cfg.get("MAX_PENDING", 0),
+            "num_workers": crf_cfg.NUM_WORKERS,
+            "max_pending": crf_cfg.MAX_PENDING,
         }
 
     # -------------------------------------------------------------- state

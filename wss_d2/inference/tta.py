@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from detectron2.config import CfgNode, configurable
+from detectron2.config import configurable
 
 from .scores import SEM_SEG_KIND_KEY, check_sem_seg_kind, model_sem_seg_kind, to_probabilities
 
@@ -320,28 +320,28 @@ class SemanticSegmentorWithTTA(nn.Module):
     @classmethod
     def from_config(cls, cfg, model):
         """
-        Reads TEST.TTA.* and TEST.SLIDING_WINDOW.* (defaults where a key is missing). With
+        Reads TEST.TTA.* and TEST.SLIDING_WINDOW.* (all defined by `add_wss_config`). With
         TEST.TTA.ENABLED False one pass runs (scale 1, no flip, no per-pass softmax), so the
         wrapper only does the sliding window.
         """
-        tta = bool(_cfg_get(cfg, "TEST.TTA.ENABLED", False))
+        tta = bool(cfg.TEST.TTA.ENABLED)
         return {
             "model": model,
-            "scales": list(_cfg_get(cfg, "TEST.TTA.SCALES", [1.0])) if tta else [1.0],
-            "flip": bool(_cfg_get(cfg, "TEST.TTA.FLIP", True)) and tta,
-            "fusion": _cfg_get(cfg, "TEST.TTA.FUSION", "mean"),
-            "flip_fusion": _cfg_get(cfg, "TEST.TTA.FLIP_FUSION", "") or None,
-            "softmax": bool(_cfg_get(cfg, "TEST.TTA.SOFTMAX", True)) and tta,
-            "softmax_before_resize": _cfg_get(cfg, "TEST.TTA.SOFTMAX_BEFORE_RESIZE", False),
-            "align_corners": _cfg_get(cfg, "TEST.TTA.ALIGN_CORNERS", False),
-            "size_rounding": _cfg_get(cfg, "TEST.TTA.SIZE_ROUNDING", "round"),
-            "batch_passes": _cfg_get(cfg, "TEST.TTA.BATCH_PASSES", True),
-            "sliding_window": _cfg_get(cfg, "TEST.SLIDING_WINDOW.ENABLED", False),
-            "tile": _cfg_get(cfg, "TEST.SLIDING_WINDOW.TILE", [721, 721]),
-            "stride": _cfg_get(cfg, "TEST.SLIDING_WINDOW.STRIDE", [241, 241]),
-            "tile_batch": _cfg_get(cfg, "TEST.SLIDING_WINDOW.BATCH", 4),
-            "tile_softmax": _cfg_get(cfg, "TEST.SLIDING_WINDOW.SOFTMAX", True),
-            "round_resized_image": _cfg_get(cfg, "TEST.TTA.ROUND_RESIZED_IMAGE", False),
+            "scales": list(cfg.TEST.TTA.SCALES) if tta else [1.0],
+            "flip": bool(cfg.TEST.TTA.FLIP) and tta,
+            "fusion": cfg.TEST.TTA.FUSION,
+            "flip_fusion": cfg.TEST.TTA.FLIP_FUSION or None,
+            "softmax": bool(cfg.TEST.TTA.SOFTMAX) and tta,
+            "softmax_before_resize": cfg.TEST.TTA.SOFTMAX_BEFORE_RESIZE,
+            "align_corners": cfg.TEST.TTA.ALIGN_CORNERS,
+            "size_rounding": cfg.TEST.TTA.SIZE_ROUNDING,
+            "batch_passes": cfg.TEST.TTA.BATCH_PASSES,
+            "sliding_window": cfg.TEST.SLIDING_WINDOW.ENABLED,
+            "tile": cfg.TEST.SLIDING_WINDOW.TILE,
+            "stride": cfg.TEST.SLIDING_WINDOW.STRIDE,
+            "tile_batch": cfg.TEST.SLIDING_WINDOW.BATCH,
+            "tile_softmax": cfg.TEST.SLIDING_WINDOW.SOFTMAX,
+            "round_resized_image": cfg.TEST.TTA.ROUND_RESIZED_IMAGE,
         }
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
@@ -413,8 +413,7 @@ class SemanticSegmentorWithTTA(nn.Module):
 
 def maybe_wrap_with_tta(cfg, model: nn.Module) -> nn.Module:
     """`SemanticSegmentorWithTTA(cfg, model)` if TEST.TTA or TEST.SLIDING_WINDOW is enabled."""
-    enabled = _cfg_get(cfg, "TEST.TTA.ENABLED", False)
-    if enabled or _cfg_get(cfg, "TEST.SLIDING_WINDOW.ENABLED", False):
+    if cfg.TEST.TTA.ENABLED or cfg.TEST.SLIDING_WINDOW.ENABLED:
         return SemanticSegmentorWithTTA(cfg, model)
     return model
 
@@ -509,12 +508,3 @@ def _check_choice(value, choices: Sequence[str], key: str) -> None:
     if value not in choices:
         raise ValueError(f"{key} = {value!r} is not one of {list(choices)}")
 
-
-def _cfg_get(cfg, dotted_key: str, default):
-    """cfg value at `dotted_key`, or `default` where the key (or a parent node) is missing."""
-    node = cfg
-    for part in dotted_key.split("."):
-        if not isinstance(node, (CfgNode, dict)) or part not in node:
-            return default
-        node = node[part]
-    return node

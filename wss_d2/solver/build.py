@@ -2,43 +2,22 @@
 import torch
 
 from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
-from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.solver.build import maybe_add_gradient_clipping
+
+from .param_groups import build_param_groups
 
 __all__ = ["build_optimizer", "build_lr_scheduler"]
 
 
-def split_backbone_groups(param_groups, backbone_params, backbone_multiplier):
-    """Split each group into its backbone and other parameters; backbone ones get lr * multiplier."""
-    result = []
-    for group in param_groups:
-        backbone = [p for p in group["params"] if p in backbone_params]
-        others = [p for p in group["params"] if p not in backbone_params]
-        if backbone:
-            result.append({**group, "params": backbone, "lr": group["lr"] * backbone_multiplier})
-        if others:
-            result.append({**group, "params": others})
-    return result
-
-
 def build_optimizer(cfg, model):
     """
-    SGD or AdamW (SOLVER.OPTIMIZER) over parameter groups: backbone parameters (those of
-    `model.backbone`) at SOLVER.BASE_LR * SOLVER.BACKBONE_MULTIPLIER, new layers at
-    SOLVER.BASE_LR; detectron2's norm and bias rules (WEIGHT_DECAY_NORM, BIAS_LR_FACTOR,
-    WEIGHT_DECAY_BIAS); optional gradient clipping (SOLVER.CLIP_GRADIENTS).
+    SGD or AdamW (SOLVER.OPTIMIZER) over the parameter groups of the builder named
+    SOLVER.PARAM_GROUPS (wss_d2.solver.param_groups; "default_param_groups": detectron2's
+    norm and bias rules plus SOLVER.BACKBONE_MULTIPLIER); optional gradient clipping
+    (SOLVER.CLIP_GRADIENTS).
     """
     solver = cfg.SOLVER
-    groups = get_default_optimizer_params(
-        model,
-        base_lr=solver.BASE_LR,
-        weight_decay=solver.WEIGHT_DECAY,
-        weight_decay_norm=solver.WEIGHT_DECAY_NORM,
-        bias_lr_factor=solver.BIAS_LR_FACTOR,
-        weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
-    )
-    backbone = getattr(model, "backbone", None)
-    backbone_params = set(backbone.parameters()) if backbone is not None else set()
-    groups = split_backbone_groups(groups, backbone_params, solver.BACKBONE_MULTIPLIER)
+    groups = build_param_groups(cfg, model)
 
     name = solver.OPTIMIZER.upper()
     clip = solver.CLIP_GRADIENTS

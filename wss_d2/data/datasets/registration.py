@@ -8,9 +8,8 @@ Metadata every wss_d2 semantic dataset carries (read by the mappers and evaluato
     background_class              label value of the background class (0 for VOC-style
                                   datasets), or None where every class is a "thing/stuff"
                                   (COCO-Stuff, ADE20K, Cityscapes); image tags never list it
-    weak_label                    what the training dicts carry besides the image: "full",
-                                  "tags", "boxes", "scribbles", "points", "clicks", "pseudo",
-                                  "weak_shot"
+    weak_label                    what the training dicts carry besides the image: one of
+                                  WEAK_LABEL_KINDS (wss_d2.data.weak_labels.kinds)
 Sparse datasets (scribbles, points, clicks) add, for their raw PNG values:
     sparse_unlabeled_value        raw value of "real content, no label" (K in the AGMM/SPML
                                   releases, 255 in rloss/TEL-style files)
@@ -26,10 +25,11 @@ import logging
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..weak_labels.kinds import WEAK_LABEL_KINDS
+
 logger = logging.getLogger(__name__)
 
 IGNORE_LABEL = 255
-WEAK_LABEL_KINDS = ("full", "tags", "boxes", "scribbles", "points", "clicks", "pseudo", "weak_shot")
 
 
 def register_sem_seg_dataset(

@@ -1,6 +1,14 @@
 """AGMM's config keys (agmm.md §9); defaults are the released code's VOC behaviour."""
 from detectron2.config import CfgNode as CN
 
+# AGMM's loss terms; loss_<x> is weighted by MODEL.AGMM.<X>_LOSS_WEIGHT
+LOSS_NAMES = ("loss_pce", "loss_g2p", "loss_l2g", "loss_proto", "loss_cls")
+
+
+def loss_weight_key(loss_name):
+    """The MODEL.AGMM key of a loss's weight: "loss_pce" -> "PCE_LOSS_WEIGHT"."""
+    return f"{loss_name[len('loss_'):].upper()}_LOSS_WEIGHT"
+
 
 def add_agmm_config(cfg):
     """Add MODEL.AGMM.*."""
@@ -13,8 +21,23 @@ def add_agmm_config(cfg):
     cfg.MODEL.AGMM.PROTO_CENTER = "sum"
     # stop the GMM → prediction gradient at the GMM target (the released code does not)
     cfg.MODEL.AGMM.DETACH_GMM_TARGET = False
-    # weights of loss_pce, loss_g2p, loss_l2g, loss_proto, loss_cls
-    cfg.MODEL.AGMM.LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0, 1.0]
+    # weight of loss_pce, partial cross entropy on the labelled pixels
+    cfg.MODEL.AGMM.PCE_LOSS_WEIGHT = 1.0
+    # weight of loss_g2p, GMM → prediction
+    cfg.MODEL.AGMM.G2P_LOSS_WEIGHT = 1.0
+    # weight of loss_l2g, labels → GMM
+    cfg.MODEL.AGMM.L2G_LOSS_WEIGHT = 1.0
+    # weight of loss_proto, centroid repulsion
+    cfg.MODEL.AGMM.PROTO_LOSS_WEIGHT = 1.0
+    # weight of loss_cls, the absent-class term
+    cfg.MODEL.AGMM.CLS_LOSS_WEIGHT = 1.0
+    # the positional list of older configs; merging it fails with the names above
+    if not cfg.key_is_renamed("MODEL.AGMM.LOSS_WEIGHTS"):  # yacs refuses registering twice
+        cfg.register_renamed_key(
+            "MODEL.AGMM.LOSS_WEIGHTS",
+            "MODEL.AGMM.{PCE,G2P,L2G,PROTO,CLS}_LOSS_WEIGHT",
+            "one key per loss: " + ", ".join(f"MODEL.AGMM.{loss_weight_key(name)} ({name})" for name in LOSS_NAMES),
+        )
     # per-block dilations of res4 ([] = [1, 2, ..., 2], torchvision's replace_stride_with_dilation)
     cfg.MODEL.AGMM.RES4_DILATIONS = []
     # per-block dilations of res5 ([] = [2, 4, ..., 4]; Cityscapes' multi-grid [4, 8, 16])

@@ -23,6 +23,7 @@ from ...modeling.batching import stack_crops
 from ...modeling.heads import AGMMDeepLabV3PlusHead
 from ...modeling.normalization import normalize_images
 
+from .config import LOSS_NAMES, loss_weight_key
 from .gmm import (
     PROTO_CENTERS,
     SIGMA_MODES,
@@ -41,7 +42,6 @@ from .gmm import (
 __all__ = ["AGMM"]
 
 logger = logging.getLogger(__name__)
-LOSS_NAMES = ("loss_pce", "loss_g2p", "loss_l2g", "loss_proto", "loss_cls")
 
 
 @META_ARCH_REGISTRY.register()
@@ -59,7 +59,7 @@ class AGMM(nn.Module):
         sigma_mode="fixed",
         proto_center="sum",
         detach_gmm_target=False,
-        loss_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
+        loss_weights=None,
         test_softmax=True,
         pixel_mean,
         pixel_std,
@@ -69,7 +69,7 @@ class AGMM(nn.Module):
             sem_seg_head: an AGMMDeepLabV3PlusHead (returns the decoder feature and logits).
             enable_gmm: False trains the partial cross-entropy baseline (loss_pce only).
             sigma_mode, proto_center, detach_gmm_target: the switches of agmm.md §9.5.
-            loss_weights: of LOSS_NAMES, in that order.
+            loss_weights: {loss name: weight} for every name of LOSS_NAMES; None: all 1.
             test_softmax: inference returns probabilities (True) or logits.
         """
         super().__init__()
@@ -77,8 +77,9 @@ class AGMM(nn.Module):
             raise ValueError(f"MODEL.AGMM.SIGMA_MODE must be one of {SIGMA_MODES}, got {sigma_mode!r}")
         if proto_center not in PROTO_CENTERS:
             raise ValueError(f"MODEL.AGMM.PROTO_CENTER must be one of {PROTO_CENTERS}, got {proto_center!r}")
-        if len(loss_weights) != len(LOSS_NAMES):
-            raise ValueError(f"MODEL.AGMM.LOSS_WEIGHTS needs {len(LOSS_NAMES)} weights {LOSS_NAMES}, got {list(loss_weights)}")
+        loss_weights = dict.fromkeys(LOSS_NAMES, 1.0) if loss_weights is None else dict(loss_weights)
+        if sorted(loss_weights) != sorted(LOSS_NAMES):
+            raise ValueError(f"AGMM loss_weights needs a weight for each of {LOSS_NAMES}, got {sorted(loss_weights)}")
         if not isinstance(sem_seg_head, AGMMDeepLabV3PlusHead):
             raise ValueError(
                 "AGMM reads the decoder feature: MODEL.SEM_SEG_HEAD.NAME must be 'AGMMDeepLabV3PlusHead', "
@@ -91,7 +92,7 @@ class AGMM(nn.Module):
         self.sigma_mode = sigma_mode
         self.proto_center = proto_center
         self.detach_gmm_target = detach_gmm_target
-        self.loss_weights = dict(zip(LOSS_NAMES, loss_weights))
+        self.loss_weights = loss_weights
         self.test_softmax = test_softmax
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -108,7 +109,7 @@ class AGMM(nn.Module):
             "sigma_mode": agmm.SIGMA_MODE,
             "proto_center": agmm.PROTO_CENTER,
             "detach_gmm_target": agmm.DETACH_GMM_TARGET,
-            "loss_weights": tuple(agmm.LOSS_WEIGHTS),
+            "loss_weights": {name: agmm[loss_weight_key(name)] for name in LOSS_NAMES},
             "test_softmax": agmm.TEST_SOFTMAX,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,

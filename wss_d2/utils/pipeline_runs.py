@@ -1,15 +1,16 @@
 """
-Helpers of the one-command experiment tools (run_sipe_pipeline.py, run_agmm_comparison.py):
-each stage is a subprocess whose finished output is reused.
+Helpers of the one-command experiment tools (tools/run_sipe_pipeline.py,
+tools/run_agmm_comparison.py): each stage is a subprocess whose finished output is reused.
 """
 import json
 import os
 import subprocess
 import sys
 
-from wss_d2.utils import write_json
+from .json_io import write_json
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the checkout holding train_net.py and configs/ (wss_d2 is installed from it with `pip install -e .`)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run(command, log):
