@@ -278,5 +278,4 @@ class WSSCheckpointer(DetectionCheckpointer):
             if key in checkpoint:
                 self.logger.info(f"Loading {key} from {path} ...")
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
-        checkpoint["__path__"] = path
         return checkpoint
