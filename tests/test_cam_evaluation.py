@@ -304,6 +304,8 @@ def _gloo_worker(rank, port, name, records, images, out_dir):
         results = evaluator.evaluate()
         with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
             pickle.dump(results, f)
+        # rank 0 hosts the TCP store: tearing down while rank 1 is still in it can abort rank 1
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
