@@ -3,7 +3,7 @@ AGMM: sparsely annotated semantic segmentation with adaptive Gaussian mixtures (
 CVPR 2023), shared/specs/agmm.md. `gmm.py` holds the equations (centroids, distances, GMM
 predictions, the five losses), `meta_arch.py` the registered meta-architecture,
 `backbone.py` the deep-stem output-stride-8 ResNet with per-block dilations, `config.py`
-its keys. The head is wss_d2's DeepLabV3+ as AGMMDeepLabV3PlusHead.
+its keys. The head is wss_d2's DeepLabV3+ as DeepLabV3PlusFeatureHead (feature + logits).
 """
 from .backbone import build_agmm_resnet_backbone
 from .config import add_agmm_config

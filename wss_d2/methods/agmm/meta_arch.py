@@ -20,7 +20,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 
 from ...modeling.batching import stack_crops
-from ...modeling.heads import AGMMDeepLabV3PlusHead
+from ...modeling.heads import DeepLabV3PlusFeatureHead
 from ...modeling.normalization import normalize_images
 
 from .config import LOSS_NAMES, loss_weight_key
@@ -66,7 +66,7 @@ class AGMM(nn.Module):
     ):
         """
         Args:
-            sem_seg_head: an AGMMDeepLabV3PlusHead (returns the decoder feature and logits).
+            sem_seg_head: a DeepLabV3PlusFeatureHead (returns the decoder feature and logits).
             enable_gmm: False trains the partial cross-entropy baseline (loss_pce only).
             sigma_mode, proto_center, detach_gmm_target: the switches of agmm.md §9.5.
             loss_weights: {loss name: weight} for every name of LOSS_NAMES; None: all 1.
@@ -80,9 +80,9 @@ class AGMM(nn.Module):
         loss_weights = dict.fromkeys(LOSS_NAMES, 1.0) if loss_weights is None else dict(loss_weights)
         if sorted(loss_weights) != sorted(LOSS_NAMES):
             raise ValueError(f"AGMM loss_weights needs a weight for each of {LOSS_NAMES}, got {sorted(loss_weights)}")
-        if not isinstance(sem_seg_head, AGMMDeepLabV3PlusHead):
+        if not isinstance(sem_seg_head, DeepLabV3PlusFeatureHead):
             raise ValueError(
-                "AGMM reads the decoder feature: MODEL.SEM_SEG_HEAD.NAME must be 'AGMMDeepLabV3PlusHead', "
+                "AGMM reads the decoder feature: MODEL.SEM_SEG_HEAD.NAME must be 'DeepLabV3PlusFeatureHead', "
                 f"got {type(sem_seg_head).__name__}"
             )
         self.backbone = backbone

@@ -1,2 +1,2 @@
 from .deeplab_v2 import DeepLabV2Head
-from .deeplab_v3plus import AGMMDeepLabV3PlusHead, ASPP, WSSDeepLabV3PlusHead
+from .deeplab_v3plus import AGMMDeepLabV3PlusHead, ASPP, DeepLabV3PlusFeatureHead, WSSDeepLabV3PlusHead

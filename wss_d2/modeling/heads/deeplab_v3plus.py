@@ -19,7 +19,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-__all__ = ["ASPP", "AGMMDeepLabV3PlusHead", "WSSDeepLabV3PlusHead"]
+__all__ = ["ASPP", "AGMMDeepLabV3PlusHead", "DeepLabV3PlusFeatureHead", "WSSDeepLabV3PlusHead"]
 
 
 class ASPP(nn.Module):
@@ -198,12 +198,13 @@ class WSSDeepLabV3PlusHead(nn.Module):
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
-class AGMMDeepLabV3PlusHead(WSSDeepLabV3PlusHead):
+class DeepLabV3PlusFeatureHead(WSSDeepLabV3PlusHead):
     """
-    The DeepLabV3+ of AGMM (agmm.md §2.2): this head with the variant's settings in the
-    config (ASPP_POOL_NORM, ASPP_CHANNEL_DROPOUT 0.5, ALIGN_CORNERS, INIT "pytorch"). In
-    training and inference alike, `forward(features, size)` returns (decoder feature at
-    stride 4, logits resized to `size`); the losses live in the meta-architecture.
+    The DeepLabV3+ head for methods that read the decoder feature as well as the logits (AGMM's
+    Gaussian mixtures, pixel-embedding methods): the layers and settings of
+    WSSDeepLabV3PlusHead, but in training and inference alike `forward(features, size)`
+    returns (decoder feature at stride 4, logits resized to `size`); the losses live in the
+    meta-architecture.
     """
 
     def forward(self, features, size=None):
@@ -211,3 +212,11 @@ class AGMMDeepLabV3PlusHead(WSSDeepLabV3PlusHead):
         if size is None:
             size = [s * self.output_stride for s in logits.shape[-2:]]
         return feature, self.upsample(logits, size)
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class AGMMDeepLabV3PlusHead(DeepLabV3PlusFeatureHead):
+    """
+    The head's earlier name, kept so that configs naming MODEL.SEM_SEG_HEAD.NAME
+    "AGMMDeepLabV3PlusHead" build the same module (same parameters and state-dict keys).
+    """
