@@ -23,12 +23,13 @@ import logging
 
 
 def parse_args(argv=None):
+    from wss_d2.data.weak_labels.kinds import SIMULATED_KINDS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="registered dataset with full masks (sem_seg_file_name)")
     parser.add_argument("--output", required=True, help="folder to write the weak labels into")
     parser.add_argument(
-        "--kinds", nargs="+", default=["tags", "boxes", "points", "scribbles", "clicks"],
-        choices=["tags", "boxes", "points", "scribbles", "clicks"],
+        "--kinds", nargs="+", default=list(SIMULATED_KINDS), choices=SIMULATED_KINDS,
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--points-per-object", type=int, default=1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """
 ADE20K SceneParsing (ADEChallengeData2016) labels -> detectron2's `annotations_detectron2`
-(shared/specs/datasets.md §6): value - 1 in uint8 arithmetic, so 0 ("other") becomes 255
+(docs/datasets.md §6): value - 1 in uint8 arithmetic, so 0 ("other") becomes 255
 (ignore) and classes 1..150 become 0..149.
 
 Inputs  <root>/ADEChallengeData2016/annotations/{training,validation}/*.png   (uint8 `L`)

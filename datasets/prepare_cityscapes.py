@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """
 Cityscapes fine labels -> `*_gtFine_labelTrainIds.png`, and N-click training labels
-(shared/specs/datasets.md §8).
+(docs/datasets.md §8).
 
 trainIds are drawn from the polygons by cityscapesscripts' own `json2labelImg` (its label
 table; 255 for every non-evaluated label), next to each `*_gtFine_polygons.json`.

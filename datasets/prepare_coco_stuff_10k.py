@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-COCO-Stuff-10K v1.0 release -> MaskFormer's detectron2 layout (shared/specs/datasets.md §5).
+COCO-Stuff-10K v1.0 release -> MaskFormer's detectron2 layout (docs/datasets.md §5).
 
 The v1.0 annotations are MATLAB v7.3 (HDF5) files whose label map `S` is stored transposed
 (W x H) with MATLAB's 1-based values: 1 = unlabeled, 2..172 = the 171 classes. The PNG value

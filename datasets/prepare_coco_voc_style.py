@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """
 COCO 2014 instances -> VOC-style 81-class semantic label PNGs, image tags and split lists, as
-used by the WSSS repositories (MCC `parse_coco.py`, ToCo, SIPE; shared/specs/datasets.md §4).
+used by the WSSS repositories (MCC `parse_coco.py`, ToCo, SIPE; docs/datasets.md §4).
 
 Label values: 0 = background, i = the i-th COCO category in ascending category-id order
 (1..80). Every annotation of an image, polygons and crowd RLEs alike, is decoded with
@@ -31,7 +31,7 @@ from wss_d2.data.writers import write_label_png, write_pickled_dict
 
 NUM_CLASSES = 81  # background + 80 COCO categories
 TAGS_FILE = "cls_labels_coco.npy"
-# real COCO 2014 counts (datasets.md §4.1, §4.3): all images / images with an annotation
+# real COCO 2014 counts (docs/datasets.md §4.1, §4.3): all images / images with an annotation
 EXPECTED_IMAGES = {"train": 82783, "val": 40504}
 EXPECTED_LISTED = {"train": 82081, "val": 40137}
 MAX_SHOWN = 5

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-DensePose-COCO JSONs -> SPML's body-part label PNGs and lists (shared/specs/datasets.md §9).
+DensePose-COCO JSONs -> SPML's body-part label PNGs and lists (docs/datasets.md §9).
 
 Dense part map (15 classes, wss_d2.data.datasets.densepose_parts): a 0 (background) canvas;
 for every person with DensePose annotations, its 14 `dp_masks` RLEs (256 x 256, box-relative)
@@ -46,7 +46,7 @@ NUM_PARTS = len(DENSEPOSE_PART_CLASSES)  # 15, background included
 NUM_DP_MASKS = NUM_PARTS - 1
 POINTS_UNLABELED = NUM_PARTS
 DP_BOX_SCALE = 255.0  # dp_x, dp_y are box-relative in 0..255
-# split -> COCO image folder; real counts (datasets.md §9.1): images, persons with DensePose
+# split -> COCO image folder; real counts (docs/datasets.md §9.1): images, persons with DensePose
 IMAGE_FOLDER = {"train2014": "train2014", "valminusminival2014": "val2014", "minival2014": "val2014"}
 EXPECTED = {"train2014": (26437, 39210), "valminusminival2014": (5984, 7297), "minival2014": (1508, 2243)}
 DENSE_DIR = os.path.join("segcls", "densepose", "gray")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Build PASCAL VOC 2012's SBD-augmented labels (shared/specs/datasets.md §2, §10):
+Build PASCAL VOC 2012's SBD-augmented labels (docs/datasets.md §2, §10):
 
     VOC2012/SegmentationClassAug/<id>.png         grayscale (L) label values 0..20, 255 void
     VOC2012/ImageSets/Segmentation/train_aug.txt  (VOC train + SBD train + SBD val) - VOC val
@@ -29,7 +29,7 @@ from wss_d2.data.datasets.registration import IGNORE_LABEL
 from wss_d2.data.readers import check_label_values, read_image_size, read_label_map
 from wss_d2.data.writers import write_label_png
 
-EXPECTED_TRAIN_AUG = 10582  # real counts, datasets.md §2.3
+EXPECTED_TRAIN_AUG = 10582  # real counts, docs/datasets.md §2.3
 EXPECTED_LABELS = 12031
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Write PASCAL VOC 2012 weak labels from their raw releases (shared/specs/datasets.md §3):
+Write PASCAL VOC 2012 weak labels from their raw releases (docs/datasets.md §3):
 
     --tags            <VOC2012>/cls_labels.npy: image tags of train_aug + val from
                       Annotations/<id>.xml (str keys; --int-keys for IRN's int32 keys)

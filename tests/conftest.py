@@ -24,6 +24,34 @@ def load_script(relative_path):
     return sys.modules[name]
 
 
+def sparse_label_batch(n=2, size=48, num_classes=6, seed=0, *, margin=4, class_step=1, pad=5, prefix="img"):
+    """
+    A batch of `n` uint8 images with sparse labels in wss_d2's convention (0..K-1 labelled,
+    K unlabelled, 255 padding in the last `pad` columns): three 3x3 labelled squares per image,
+    of classes (i + class_step * k) % K, and the image tags of those classes.
+    """
+    import numpy as np
+    import torch
+
+    rng = np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        label = np.full((size, size), num_classes, np.int64)  # unlabelled
+        for k in range(3):
+            r, c = rng.randint(2, size - margin, 2)
+            label[r : r + 3, c : c + 3] = (i + class_step * k) % num_classes
+        label[:, -pad:] = 255  # padding
+        tags = np.zeros(num_classes, np.float32)
+        tags[np.unique(label[label < num_classes])] = 1
+        out.append({
+            "image": torch.as_tensor(rng.randint(0, 255, (3, size, size)), dtype=torch.uint8),
+            "sparse_sem_seg": torch.as_tensor(label),
+            "image_labels": torch.as_tensor(tags),
+            "file_name": f"{prefix}{i}.jpg",
+        })
+    return out
+
+
 def lr_factors(optimizer, scheduler, steps):
     """The first parameter group's lr / initial lr at each of `steps` optimizer + scheduler steps."""
     factors = []

@@ -1,4 +1,4 @@
-"""AGMM's equations (shared/specs/agmm.md §3-§4, test plan §11) against hand-computed values."""
+"""AGMM's equations (docs/agmm.md §3-§4, test plan docs/agmm.md §11) against hand-computed values."""
 import math
 
 import pytest
@@ -11,15 +11,14 @@ from wss_d2.methods.agmm.gmm import (
     absent_class_loss,
     centroid_repulsion_loss,
     class_centroids,
-    class_centroids_naive,
     full_resolution_gmm,
     gmm_predictions,
     gmm_to_prediction_loss,
     l1_distances,
-    l1_distances_naive,
     labels_to_gmm_loss,
     partial_cross_entropy,
 )
+from wss_d2.methods.agmm._reference import class_centroids_naive, l1_distances_naive
 
 K = 3
 UNLABELLED = K
@@ -30,7 +29,7 @@ def _bce(p, t):
     return -t * math.log(p + EPS) - (1 - t) * math.log(1 - p + EPS)
 
 
-def test_toy_distance_and_gmm_of_the_spec():
+def test_toy_distance_and_gmm_by_hand():
     # C = 2, F = (1, 0), μ = (0, 0): d = 0.5; fixed g = exp(-0.25); σ² = 0.25 gives exp(-0.5)
     features = torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1)
     centroids = torch.zeros(1, 1, 2)
@@ -186,7 +185,7 @@ def test_centroid_repulsion_of_the_spec_and_its_sum_quirk():
     assert centroid_repulsion_loss(centroids, torch.tensor([[1.0, 0.0, 0.0]])).item() == 0.0
 
 
-def test_absent_class_loss_of_the_spec():
+def test_absent_class_loss_by_hand():
     probs = torch.tensor([0.5, 0.3, 0.2]).reshape(1, K, 1, 1)
     loss = absent_class_loss(probs, torch.tensor([[1.0, 1.0, 0.0]]), torch.ones(1, 1, 1, dtype=torch.bool))
     assert loss.item() == pytest.approx(0.2231, abs=1e-4)

@@ -1,4 +1,4 @@
-"""AGMM's backbone, head, meta-architecture, label check and configs (shared/specs/agmm.md)."""
+"""AGMM's backbone, head, meta-architecture, label check and configs (docs/agmm.md)."""
 import os
 
 import numpy as np
@@ -12,7 +12,7 @@ from wss_d2 import get_wss_cfg
 from wss_d2.data.sparse_label_check import check_sparse_label_encoding
 from wss_d2.solver import build_lr_scheduler, build_optimizer
 
-from .conftest import CONFIGS, lr_factors
+from .conftest import CONFIGS, lr_factors, sparse_label_batch
 
 VOC_CONFIG = os.path.join(CONFIGS, "voc", "agmm_R101_point.yaml")
 CITYSCAPES_CONFIG = os.path.join(CONFIGS, "cityscapes", "agmm_R50_50clicks.yaml")
@@ -58,23 +58,7 @@ def test_head_returns_the_decoder_feature_and_logits_at_the_input_size():
 
 
 def _batch(n=2, size=48, num_classes=6, seed=0):
-    rng = np.random.RandomState(seed)
-    out = []
-    for i in range(n):
-        label = np.full((size, size), num_classes, np.int64)
-        for k in range(3):
-            r, c = rng.randint(2, size - 4, 2)
-            label[r : r + 3, c : c + 3] = (i + k) % num_classes
-        label[:, -5:] = 255  # padding
-        tags = np.zeros(num_classes, np.float32)
-        tags[np.unique(label[label < num_classes])] = 1
-        out.append({
-            "image": torch.as_tensor(rng.randint(0, 255, (3, size, size)), dtype=torch.uint8),
-            "sparse_sem_seg": torch.as_tensor(label),
-            "image_labels": torch.as_tensor(tags),
-            "file_name": f"img{i}.jpg",
-        })
-    return out
+    return sparse_label_batch(n, size, num_classes, seed)
 
 
 def test_training_returns_the_five_losses_or_pce_only():
@@ -86,7 +70,7 @@ def test_training_returns_the_five_losses_or_pce_only():
     assert model.backbone.stem.conv1.weight.grad.abs().sum() > 0
     baseline = _model(SYNTHETIC_CONFIG, "MODEL.AGMM.ENABLE", "False").train()
     assert list(baseline(_batch())) == ["loss_pce"]
-    # the spec's sanity value: at a uniform softmax, loss_pce = ln K
+    # a sanity value: at a uniform softmax, loss_pce = ln K
     with torch.no_grad():
         for p in model.sem_seg_head.predictor.parameters():
             p.zero_()

@@ -20,7 +20,7 @@ from detectron2.modeling import build_model
 from wss_d2 import get_wss_cfg
 from wss_d2.solver import build_optimizer
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, sparse_label_batch
 
 # WSS_BEHAVIOUR_REFERENCE: another file, e.g. one recorded on this machine from the code before a
 # refactor, for an exact before/after check where the committed one was recorded on another CPU
@@ -50,23 +50,7 @@ def _sipe_inputs():
 
 
 def _agmm_inputs(num_classes=6, size=32):
-    rng = np.random.RandomState(0)
-    out = []
-    for i in range(2):
-        label = np.full((size, size), num_classes, np.int64)  # unlabelled
-        for k in range(3):
-            r, c = rng.randint(2, size - 6, 2)
-            label[r : r + 3, c : c + 3] = (i + 2 * k) % num_classes
-        label[:, -4:] = 255  # padding
-        tags = np.zeros(num_classes, np.float32)
-        tags[np.unique(label[label < num_classes])] = 1
-        out.append({
-            "image": torch.as_tensor(rng.randint(0, 255, (3, size, size)), dtype=torch.uint8),
-            "sparse_sem_seg": torch.as_tensor(label),
-            "image_labels": torch.as_tensor(tags),
-            "file_name": f"agmm{i}.jpg",
-        })
-    return out
+    return sparse_label_batch(2, size, num_classes, 0, margin=6, class_step=2, pad=4, prefix="agmm")
 
 
 INPUTS = {"sipe": _sipe_inputs, "agmm": _agmm_inputs}

@@ -16,7 +16,7 @@ from .conftest import REPO
 
 H, W, EDGE = 48, 64, 32  # non-square, so a transposed (H, W) would show
 LEFT_RGB, RIGHT_RGB = (200, 60, 40), (40, 80, 210)
-SIPE_IR_CRF = dict(iterations=10, pos_w=3, pos_xy_std=3, bi_w=10, bi_xy_std=50, bi_rgb_std=5)  # sipe.md §7.1
+SIPE_IR_CRF = dict(iterations=10, pos_w=3, pos_xy_std=3, bi_w=10, bi_xy_std=50, bi_rgb_std=5)  # docs/sipe.md §7.1
 
 
 def two_colour_image():
@@ -93,7 +93,7 @@ def test_accepts_float64_and_torch_inputs():
 
 
 def test_refine_labels_keeps_clean_map_and_removes_salt_noise():
-    """SIPE §7.1 label CRF: a map aligned with the colour regions is kept; flipped pixels inside a region go."""
+    """SIPE's label CRF (docs/sipe.md §7.1): a map aligned with the colour regions is kept; flipped pixels inside a region go."""
     image = two_colour_image()
     image[H // 2 :, EDGE:] = (30, 190, 60)
     clean = np.zeros((H, W), np.uint8)
@@ -116,12 +116,12 @@ def test_refine_labels_keeps_clean_map_and_removes_salt_noise():
 
 
 def test_from_config_defaults_and_overrides():
-    crf = DenseCRF(get_wss_cfg())  # TEST.CRF's defaults: DeepLab test CRF (sipe.md §8.1)
+    crf = DenseCRF(get_wss_cfg())  # TEST.CRF's defaults: DeepLab test CRF (docs/sipe.md §8.1)
     assert (crf.iterations, crf.pos_w, crf.pos_xy_std, crf.bi_w, crf.bi_xy_std, crf.bi_rgb_std) == (10, 3, 1, 4, 67, 3)
 
     cfg = get_cfg()
     cfg.TEST.CRF = CN({"ITERATIONS": 10, "POS_W": 1, "POS_XY_STD": 1, "BI_W": 4, "BI_XY_STD": 121, "BI_RGB_STD": 5,
-                       "NUM_WORKERS": 1, "MAX_PENDING": 3})  # mcc.md §11.2
+                       "NUM_WORKERS": 1, "MAX_PENDING": 3})  # MCC's final-evaluation CRF parameters
     crf = DenseCRF(cfg)
     assert (crf.iterations, crf.pos_w, crf.pos_xy_std, crf.bi_w, crf.bi_xy_std, crf.bi_rgb_std) == (10, 1, 1, 4, 121, 5)
     sipe_ir = {"ITERATIONS": 10, "POS_W": 3, "POS_XY_STD": 3, "BI_W": 10, "BI_XY_STD": 50, "BI_RGB_STD": 5}

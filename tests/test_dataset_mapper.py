@@ -35,7 +35,7 @@ def test_label_png_read_as_raw_indices(tmp_path, mode):
 
 
 def test_palette_png_scrambled_by_detectron2_default_reader(tmp_path):
-    """The pitfall read_label_map avoids: detectron2's "L" conversion maps colours to luminance."""
+    """The trap read_label_map avoids: detectron2's "L" conversion maps colours to luminance."""
     path = _save_label(str(tmp_path / "label.png"), LABEL_VALUES, "P")
     scrambled = detection_utils.read_image(path, "L")[..., 0]
     assert scrambled[0, 1] == 38 and scrambled[0, 3] == 220

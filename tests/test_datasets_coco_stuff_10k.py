@@ -17,11 +17,11 @@ from .test_datasets_coco import map_dict
 
 TRAIN = ("COCO_train2014_000000000077", "COCO_train2014_000000016680")  # the second is on SimFormer's skip list
 TEST = ("COCO_train2014_000000000139", "COCO_train2014_000000058075")  # skip-listed too: kept for evaluation
-SPLIT4 = (  # simformer.md §5.4, sorted
+SPLIT4 = (  # SimFormer's split 4 (the first 43 of its permutation), sorted
     3, 12, 13, 14, 17, 24, 25, 26, 27, 33, 37, 40, 46, 50, 57, 58, 61, 69, 76, 83, 87, 89, 92, 100,
     102, 106, 109, 110, 112, 113, 114, 121, 128, 133, 134, 137, 144, 149, 151, 161, 162, 164, 170,
 )
-ADDED = {  # simformer.md §5.4: split k = split k-1 + these
+ADDED = {  # SimFormer's prefix splits: split k = split k-1 + these
     5: {0, 31, 47, 66, 82, 91, 111, 120},
     6: {9, 28, 39, 45, 131, 136, 157, 163},
     7: {1, 4, 19, 42, 49, 68, 130, 150, 155},

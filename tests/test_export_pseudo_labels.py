@@ -1,5 +1,6 @@
-"""tools/export_pseudo_labels.py: scores to probabilities (segmentation or CAMs), tag restriction,
-and the pseudo-label registration its second_stage.yaml relies on."""
+"""tools/export_pseudo_labels.py: scores to probabilities (segmentation or CAMs), tag restriction
+(wss_d2.refinement, which the tool calls), the CAM background score key, and the pseudo-label
+registration its second_stage.yaml relies on."""
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from wss_d2 import get_wss_cfg
 from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
 from wss_d2.data.datasets import register_pseudo_label_dataset, register_pseudo_labels_from_config
 from wss_d2.inference import DenseCRF
+from wss_d2.refinement import argmax_with_threshold, restrict_to_tags, scores_to_probabilities
 
 from .conftest import CONFIGS, load_script
 
@@ -24,26 +26,33 @@ def _tool():
 
 def test_segmentation_scores_become_a_softmax():
     logits = torch.tensor([[[0.0, 2.0]], [[1.0, 0.0]]])
-    probs = _tool().scores_to_probs({"sem_seg": logits}, "sem_seg", 2, 0.15, 0)
+    probs = scores_to_probabilities({"sem_seg": logits}, "sem_seg", 2, 0.15, 0)
     expected = torch.softmax(logits, 0).numpy()
     assert np.allclose(probs, expected)
 
 
 def test_cams_get_a_constant_background_and_are_normalised():
     cams = torch.tensor([[[0.9, 0.1]], [[0.3, 0.05]]])  # classes 2 and 4
-    probs = _tool().scores_to_probs({"cams": cams, "cam_labels": torch.tensor([2, 4])}, "cams", 5, 0.15, 0)
+    probs = scores_to_probabilities({"cams": cams, "cam_labels": torch.tensor([2, 4])}, "cams", 5, 0.15, 0)
     assert probs.shape == (5, 1, 2)
     assert np.allclose(probs.sum(0), 1)
     # pixel 0: cam 0.9 beats the 0.15 background; pixel 1: background 0.15 beats 0.1 and 0.05
     assert probs.argmax(0).tolist() == [[2, 0]]
     assert probs[0, 0, 1] == pytest.approx(0.15 / 0.30)
     with pytest.raises(KeyError, match="no 'cams'"):
-        _tool().scores_to_probs({"sem_seg": cams}, "cams", 5, 0.15, 0)
+        scores_to_probabilities({"sem_seg": cams}, "cams", 5, 0.15, 0)
+
+
+def test_cam_background_score_is_a_config_key_not_a_flag():
+    assert get_wss_cfg().TEST.EXPORT.CAM_BACKGROUND_SCORE == 0.15
+    with pytest.raises(SystemExit, match=r"--bg-threshold .*TEST.EXPORT.CAM_BACKGROUND_SCORE 0.2 after the other options"):
+        _tool().main(["--config-file", "x.yaml", "--dataset", "d", "--output", "o", "--source", "cams",
+                      "--bg-threshold", "0.2"])
 
 
 def test_restrict_to_tags_keeps_tagged_classes_and_background():
     probs = np.full((4, 1, 1), 0.25, np.float32)
-    restricted = _tool().restrict_to_tags(probs, np.array([1, 0, 0, 1], np.float32))
+    restricted = restrict_to_tags(probs, np.array([1, 0, 0, 1], np.float32))
     assert restricted[:, 0, 0].tolist() == pytest.approx([0.5, 0, 0, 0.5])
 
 
@@ -135,7 +144,7 @@ def test_agmm_probabilities_are_exported_as_they_are(confident_agmm, synthetic_d
         probs = output["sem_seg"].numpy()
         if crf:
             probs = DenseCRF(cfg)(read_image(record["file_name"], "RGB"), probs)
-        expected = _tool().argmax_with_threshold(probs, 0.5, 255)
+        expected = argmax_with_threshold(probs, 0.5, 255)
         label = read_label_map(str(out / f"{record['image_id']}.png"))
         assert np.array_equal(label, expected)
         assert (label != 255).mean() > 0.5  # the confident pixels are kept
@@ -143,11 +152,34 @@ def test_agmm_probabilities_are_exported_as_they_are(confident_agmm, synthetic_d
 
 def test_declared_kind_picks_the_conversion():
     probs = torch.tensor([[[0.9, 0.2]], [[0.1, 0.8]]])
-    out = _tool().scores_to_probs({"sem_seg": probs, "sem_seg_kind": "probabilities"}, "sem_seg", 2, 0.15, 0)
+    out = scores_to_probabilities({"sem_seg": probs, "sem_seg_kind": "probabilities"}, "sem_seg", 2, 0.15, 0)
     assert np.array_equal(out, probs.numpy())
     # an output without a kind takes the model's declared one
-    assert np.array_equal(_tool().scores_to_probs({"sem_seg": probs}, "sem_seg", 2, 0.15, 0, "probabilities"),
+    assert np.array_equal(scores_to_probabilities({"sem_seg": probs}, "sem_seg", 2, 0.15, 0, "probabilities"),
                           probs.numpy())
     scores = torch.tensor([[[0.15, 0.15]], [[0.45, 0.0]]])  # IRN / SIPE: constant background
-    out = _tool().scores_to_probs({"sem_seg": scores, "sem_seg_kind": "scores"}, "sem_seg", 2, 0.15, 0)
+    out = scores_to_probabilities({"sem_seg": scores, "sem_seg_kind": "scores"}, "sem_seg", 2, 0.15, 0)
     assert out[:, 0, 0].tolist() == pytest.approx([0.25, 0.75]) and out[:, 0, 1].tolist() == pytest.approx([1, 0])
+
+
+def test_cam_background_score_reaches_the_export(synthetic_dir, tmp_path, restore_loggers):
+    """Foreground-only CAMs (the plain CAM, max-normalised) against TEST.EXPORT.CAM_BACKGROUND_SCORE."""
+    config = os.path.join(CONFIGS, "synthetic", "cam_R18.yaml")
+    name = "wss_synthetic_train_tags_export_tiny"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get("wss_synthetic_train_tags")[:2])
+        meta = MetadataCatalog.get("wss_synthetic_train_tags").as_dict()
+        meta.pop("name")
+        MetadataCatalog.get(name).set(**meta)
+    torch.manual_seed(0)
+    weights = str(tmp_path / "cam.pth")
+    torch.save({"model": build_model(get_wss_cfg(config, ["MODEL.WEIGHTS", ""])).state_dict()}, weights)
+
+    def export(folder, *opts):
+        _tool().main(["--config-file", config, "--weights", weights, "--dataset", name, "--source", "cams",
+                      "--output", str(tmp_path / folder), "DATALOADER.NUM_WORKERS", "0", "TEST.SIPE.SCALES", "[1.0]",
+                      *opts])
+        return [read_label_map(str(tmp_path / folder / f"{r['image_id']}.png")) for r in DatasetCatalog.get(name)]
+
+    assert any((label != 0).any() for label in export("default"))  # 0.15: the CAMs win somewhere
+    assert all((label == 0).all() for label in export("high", "TEST.EXPORT.CAM_BACKGROUND_SCORE", "2.0"))

@@ -10,7 +10,8 @@ def _vector(*positions, length=20):
     return v
 
 
-# datasets.md §3.1: 2007_000032 -> aeroplane + person, 2007_000033 -> aeroplane, 2007_000039 -> tvmonitor
+# docs/datasets.md §3.1: 2007_000032 -> aeroplane + person, 2007_000033 -> aeroplane,
+# 2007_000039 -> tvmonitor
 EXPECTED = {"2007_000032": [1, 15], "2007_000033": [1], "2007_000039": [20]}
 
 

@@ -1,4 +1,5 @@
-"""IRN's affinities, loss and random walk (sipe.md §7.2) and SIPE's confident-region labels (§7.1)."""
+"""IRN's affinities, loss and random walk (docs/sipe.md §7.2) and SIPE's confident-region labels
+(docs/sipe.md §7.1)."""
 import math
 import os
 
@@ -9,9 +10,9 @@ import torch
 from detectron2.modeling import build_model
 
 from wss_d2 import get_wss_cfg
-from wss_d2.inference.ir_labels import combine_confident_regions, ir_label_jobs
-from wss_d2.methods.irn import affinity_loss, directions, line_paths, pair_affinities, random_walk
-from wss_d2.methods.irn.affinity import transition_matrix
+from wss_d2.methods.irn import affinity_loss, directions, line_paths, pair_affinities
+from wss_d2.methods.irn import boundary_random_walk, boundary_transition_matrix
+from wss_d2.refinement import combine_confident_regions, ir_label_jobs, random_walk, transition_matrix
 
 from .conftest import CONFIGS
 
@@ -69,16 +70,27 @@ def test_affinity_loss_trains_the_boundary_towards_label_edges():
 def test_transition_matrix_and_random_walk_stay_within_regions():
     boundary = torch.zeros(4, 7)
     boundary[:, 3] = 1.0  # a wall
-    t = transition_matrix(boundary, radius=3, beta=10, exp_times=4)
+    t = boundary_transition_matrix(boundary, radius=3, beta=10, exp_times=4)
     assert torch.allclose(t.sum(0), torch.ones(28), atol=1e-5)  # column-stochastic
     index = lambda y, x: y * 7 + x  # noqa: E731
     assert t[index(0, 0), index(0, 5)] == 0  # no path across the wall
     scores = torch.zeros(2, 4, 7)
     scores[0, 1, 0] = 1.0  # class A seeded left of the wall
     scores[1, 2, 6] = 1.0  # class B seeded right of it
-    rw = random_walk(scores, boundary, radius=3, beta=10, exp_times=4)
+    rw = boundary_random_walk(scores, boundary, radius=3, beta=10, exp_times=4)
     assert (rw[0, :, :3] > rw[1, :, :3]).all() and (rw[1, :, 4:] > rw[0, :, 4:]).all()
     assert rw[:, :, 3].abs().sum() == 0  # boundary pixels keep nothing
+
+
+def test_generic_random_walk_steps_by_hand():
+    # two nodes with affinity 0.5: A^2 = [[1, .25], [.25, 1]], columns sum to 1.25; one squaring
+    affinity = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
+    once = torch.tensor([[0.8, 0.2], [0.2, 0.8]])
+    assert torch.allclose(transition_matrix(affinity, beta=2, exp_times=0), once)
+    assert torch.allclose(transition_matrix(affinity, beta=2, exp_times=1), once @ once)
+    scores = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]]])  # (C=2, H=1, W=2)
+    walked = random_walk(scores, once)
+    assert torch.allclose(walked, torch.tensor([[[0.8, 0.2]], [[0.4, 1.6]]]))
 
 
 def test_irn_model_shapes_training_and_random_walk_inference():
@@ -122,7 +134,7 @@ def test_confident_region_labels():
     image = np.zeros((1, 2, 3), np.uint8)
     fg, bg = ir_label_jobs(image, cams, [0, 4], bg_scale=0.5)
     assert fg.labels.tolist() == [[0, 0]] and bg.labels.tolist() == [[1, 0]]  # halved bg 0.45 < 0.5, 0.5 > 0.4
-    assert np.array_equal(cams, before)  # the background is scaled on a copy (pitfall 21)
+    assert np.array_equal(cams, before)  # the background is scaled on a copy (docs/sipe.md §11.21)
     assert fg.n_labels == 2 and fg.gt_prob == 0.7
     with pytest.raises(ValueError, match="background"):
         ir_label_jobs(image, cams, [4, 0])

@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import build_backbone, build_model
+from detectron2.modeling import build_backbone, build_model, build_sem_seg_head
 
 from wss_d2 import get_wss_cfg
 from wss_d2.modeling import WSSDeepLabV3PlusHead
@@ -75,6 +75,28 @@ def _head(**kwargs):
     )
     args.update(kwargs)
     return WSSDeepLabV3PlusHead(shapes, **args)
+
+
+def test_old_feature_head_name_builds_the_same_module():
+    """MODEL.SEM_SEG_HEAD.NAME "AGMMDeepLabV3PlusHead" (the earlier name) and
+    "DeepLabV3PlusFeatureHead" give the same parameters, so old checkpoints load strictly."""
+    config = os.path.join(CONFIGS, "synthetic", "agmm_R18_points.yaml")
+    shapes = build_backbone(get_wss_cfg(config, ["MODEL.WEIGHTS", ""])).output_shape()
+    heads = {}
+    for name in ("AGMMDeepLabV3PlusHead", "DeepLabV3PlusFeatureHead"):
+        torch.manual_seed(0)
+        heads[name] = build_sem_seg_head(get_wss_cfg(config, ["MODEL.SEM_SEG_HEAD.NAME", name]), shapes)
+    old, new = heads["AGMMDeepLabV3PlusHead"], heads["DeepLabV3PlusFeatureHead"]
+    assert type(new).__name__ == "DeepLabV3PlusFeatureHead" and isinstance(old, type(new))
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert list(old_state) == list(new_state)
+    assert {k: v.shape for k, v in old_state.items()} == {k: v.shape for k, v in new_state.items()}
+    torch.manual_seed(1)
+    for value in old_state.values():
+        if value.is_floating_point():
+            value.normal_()
+    new.load_state_dict(old_state, strict=True)
+    assert all(torch.equal(new.state_dict()[k], v) for k, v in old_state.items())
 
 
 def test_loss_matches_hand_computed_cross_entropy():

@@ -24,7 +24,7 @@ W, H = 12, 10
 prepare_voc_sbd = load_script("datasets/prepare_voc_sbd.py")
 prepare_voc_weak_labels = load_script("datasets/prepare_voc_weak_labels.py")
 
-# VOC train / val, SBD train / val (datasets.md §2.3): 2007_000039 is in VOC train and SBD
+# VOC train / val, SBD train / val (docs/datasets.md §2.3): 2007_000039 is in VOC train and SBD
 # (VOC wins), 2007_000033 is VOC val and SBD val (stays out of train_aug).
 VOC_TRAIN = ["2007_000032", "2007_000039"]
 VOC_VAL = ["2007_000033"]

@@ -1,4 +1,4 @@
-"""SIPE's equations (sipe.md §3) against the spec's worked toy example (§3.6) and by hand."""
+"""SIPE's equations (docs/sipe.md §3) against the worked toy example of docs/sipe.md §3.6 and by hand."""
 import pytest
 import torch
 
@@ -7,13 +7,13 @@ from wss_d2.methods.sipe import (
     hierarchical_feature,
     image_specific_cams,
     image_specific_prototypes,
-    normalized_cams,
     structure_aware_seeds,
 )
+from wss_d2.modeling.cam import normalized_cams
 
 
 def _toy():
-    """§3.6: one image, K = 2 (both present), a 2x2 map, pixels p0..p3 in row-major order."""
+    """docs/sipe.md §3.6: one image, K = 2 (both present), a 2x2 map, pixels p0..p3 row-major."""
     logits = torch.tensor([[[[2.0, 1.0], [0.0, -1.0]], [[-1.0, 0.5], [1.0, 3.0]]]])
     feature = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1]]).T.reshape(1, 3, 2, 2)
     return logits, feature

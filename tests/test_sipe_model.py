@@ -1,4 +1,4 @@
-"""SIPE's backbone, meta-architecture, solver and configs (shared/specs/sipe.md §2, §4, §5)."""
+"""SIPE's backbone, meta-architecture, solver and configs (docs/sipe.md §2, §4, §5)."""
 import os
 
 import numpy as np
@@ -13,11 +13,10 @@ from wss_d2.methods.sipe import (
     hierarchical_feature,
     image_specific_cams,
     image_specific_prototypes,
-    normalized_cams,
     structure_aware_seeds,
 )
-from wss_d2.methods.sipe.meta_arch import resize_bicubic
 from wss_d2.modeling.backbone.frozen_stats_bn import FrozenStatsBatchNorm2d
+from wss_d2.modeling.cam import normalized_cams, resize_bicubic
 from wss_d2.solver import build_lr_scheduler, build_optimizer
 
 from .conftest import CONFIGS, lr_factors
@@ -57,11 +56,11 @@ def test_backbone_is_output_stride_16_with_undilated_res5():
     assert backbone.res5[0].shortcut.stride == (1, 1)
     with torch.no_grad():
         features = backbone(torch.zeros(1, 3, 375, 500))
-    # four ceil-halvings: 375x500 -> 24x32 (§2.5)
+    # four ceil-halvings: 375x500 -> 24x32 (docs/sipe.md §2.5)
     assert tuple(features["res4"].shape[-2:]) == tuple(features["res5"].shape[-2:]) == (24, 32)
     assert tuple(features["res2"].shape[-2:]) == (94, 125)
     assert backbone.output_shape()["res5"].stride == 16
-    # side and classifier parameter counts of §2.3
+    # side and classifier parameter counts of docs/sipe.md §2.3
     assert sum(p.numel() for p in model.sides.parameters()) == 884736
     assert model.classifier.weight.numel() == 40960
     assert all(conv.bias is None for conv in [*model.sides, model.classifier])
@@ -242,7 +241,7 @@ def test_solver_reproduces_section_4():
     assert groups[id(model.classifier.weight)]["lr"] == pytest.approx(1.0)
     assert groups[id(model.sides[0].weight)]["lr"] == pytest.approx(1.0)
     assert all(g["weight_decay"] == 1e-4 for g in optimizer.param_groups)  # BN γ/β included
-    assert all(g["momentum"] == 1e-4 for g in optimizer.param_groups)  # the §4.2 quirk
+    assert all(g["momentum"] == 1e-4 for g in optimizer.param_groups)  # the docs/sipe.md §4.2 quirk
     factors = lr_factors(optimizer, build_lr_scheduler(cfg, optimizer), 10)
     assert factors == pytest.approx([(1 - t / 10) ** 0.9 for t in range(10)])  # poly, no warm-up
 

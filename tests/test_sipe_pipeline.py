@@ -1,5 +1,5 @@
 """
-SIPE's pipeline end to end on a few synthetic images (sipe.md §0): train on tags and evaluate
+SIPE's pipeline end to end on a few synthetic images (docs/sipe.md §0): train on tags and evaluate
 the localisation maps with the CAM evaluator; export IS-CAMs and confident-region labels
 (dense CRF); train IRN on them and export random-walk labels; train the second stage.
 Short budgets: this checks that the stages fit together, tools/run_sipe_pipeline.py measures.

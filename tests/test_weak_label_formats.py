@@ -1,4 +1,4 @@
-"""Readers, writers and rasterisers of the raw VOC weak-label formats (datasets.md §3)."""
+"""Readers, writers and rasterisers of the raw VOC weak-label formats (docs/datasets.md §3)."""
 import json
 import os
 import zipfile
@@ -308,7 +308,7 @@ def test_write_image_tags_round_trip(tmp_path, int_keys):
     assert all(type(k) is (np.int32 if int_keys else str) for k in table)
     vector = table[key]
     assert vector.dtype == np.float32 and vector.shape == (20,)
-    assert np.flatnonzero(vector).tolist() == [0, 14]  # aeroplane + person (datasets.md §3.1)
+    assert np.flatnonzero(vector).tolist() == [0, 14]  # aeroplane + person (docs/datasets.md §3.1)
     assert load_image_tags(npy_file, 20) == TAGS
 
 

@@ -313,7 +313,7 @@ def test_padding_and_valid_mask(tmp_path, image_file):
 
 
 def test_random_long_side_and_random_pad_position_move_every_label(tmp_path, image_file):
-    """SIPE's augmentation (sipe.md §4.3): long side in [min, max] with PIL bicubic, the small
+    """SIPE's augmentation (docs/sipe.md §4.3): long side in [min, max] with PIL bicubic, the small
     image placed at a random offset of the padded crop; points, boxes and the mask follow."""
     label, points = _point_map()
     record = {
@@ -486,7 +486,7 @@ def test_training_loader_batches_weak_labels_and_skips_empty_ones(synthetic_dir,
 
 
 def test_sparse_image_labels_come_from_the_whole_image_not_the_crop(tmp_path, image_file):
-    # AGMM's image-level c (agmm.md §1.4 step 1): a class the crop removes stays present
+    # AGMM's image-level c (docs/agmm.md §1.4 step 1): a class the crop removes stays present
     label = np.full((H, W), K, np.uint8)
     label[2, 2] = 7  # top-left corner
     label[40:43, 50:60] = 0

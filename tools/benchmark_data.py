@@ -26,6 +26,7 @@ def main(argv=None):
     from wss_d2 import get_wss_cfg
     from wss_d2.data import WeakLabelDatasetMapper
     from wss_d2.data.datasets import SYNTHETIC_CLASSES, ensure_synthetic_dataset, load_voc_sem_seg
+    from wss_d2.data.weak_labels.kinds import SIMULATED_KINDS
     from wss_d2.data.weak_labels.simulate import write_weak_labels
 
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic", "deeplabv3plus_R18.yaml")
@@ -41,7 +42,7 @@ def main(argv=None):
             mapper(record)
         results["mapper_ms_per_image"][name] = 1000 * (time.perf_counter() - start) / len(records)
     records = load_voc_sem_seg(ensure_synthetic_dataset(), "train")[: args.images]
-    for kind in ("tags", "boxes", "points", "scribbles", "clicks"):
+    for kind in SIMULATED_KINDS:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             write_weak_labels(records, out, kinds=(kind,), num_classes=len(SYNTHETIC_CLASSES),

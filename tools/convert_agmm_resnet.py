@@ -1,7 +1,7 @@
 """
 Convert AGMM's (UniMatch's / ST++'s) ImageNet deep-stem ResNet weights (`resnet50.pth`,
 `resnet101.pth`, torchvision-style names with a 3-conv stem) to wss_d2's backbone names, so
-that MODEL.WEIGHTS can point at them (agmm.md §9.2).
+that MODEL.WEIGHTS can point at them (docs/agmm.md §9.2).
 
     python tools/convert_agmm_resnet.py resnet101.pth output/R-101-deepstem-agmm.pth \
         [--config-file configs/voc/agmm_R101_point.yaml]

@@ -22,19 +22,20 @@ The model's `sem_seg` is turned into probabilities by the kind the model declare
 logits, AGMM's probabilities as they are, CAM-like scores divided by their sum;
 wss_d2.inference.scores) before the CRF and --threshold.
 
+--source cams gives foreground-only CAMs the constant background score
+TEST.EXPORT.CAM_BACKGROUND_SCORE (0.15; formerly --bg-threshold). The refinement itself
+(probabilities, tag restriction, CRF labels, confident regions, quality) is wss_d2.refinement.
+
 --output and --save-cams are written to temporary sibling folders that replace the targets only
 when the export has finished, so a failed export leaves no partial folder and an earlier
-complete one intact. An existing target is replaced only if it holds nothing but what an
-export writes.
+complete one intact (wss_d2.utils.atomic_folder). An existing target is replaced only if it
+holds nothing but what an export writes.
 """
 import argparse
 import logging
 import os
 import shlex
 import shutil
-import tempfile
-
-import numpy as np
 
 logger = logging.getLogger("wss_d2.export")
 
@@ -53,14 +54,14 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default="", help="checkpoint (default: MODEL.WEIGHTS)")
     parser.add_argument("--source", choices=["sem_seg", "cams"], default="sem_seg",
                         help="the model's segmentation scores, or its CAMs (outputs 'cams', 'cam_labels')")
-    parser.add_argument("--bg-threshold", type=float, default=0.15,
-                        help="--source cams: background score against the max-normalised CAMs")
+    # a former flag, now the config key TEST.EXPORT.CAM_BACKGROUND_SCORE (refused with a hint)
+    parser.add_argument("--bg-threshold", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--restrict-to-tags", action="store_true",
                         help="keep only the image's tagged classes (and background) in the scores")
     parser.add_argument("--crf", action="store_true", help="refine with dense CRF (TEST.CRF.* parameters)")
     parser.add_argument("--ir-labels", action="store_true",
                         help="--source cams with a background channel (SIPE): confident-region labels "
-                             "{0, class, 255} by dense CRF (TEST.IR_LABELS.*, sipe.md §7.1)")
+                             "{0, class, 255} by dense CRF (TEST.IR_LABELS.*, docs/sipe.md §7.1)")
     parser.add_argument("--save-cams", default="",
                         help="also write each image's CAMs (<image_id>.npy, SIPE/IRN format) to this folder")
     parser.add_argument("--threshold", type=float, default=0.0,
@@ -71,94 +72,13 @@ def parse_args(argv=None):
                         help="OUTPUT_DIR of second_stage.yaml (default: <output>_second_stage)")
     parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
-    return parser.parse_args(argv)
-
-
-def scores_to_probs(output, source, num_classes, bg_threshold, background_class, kind=None):
-    """
-    (K, H, W) float32 probabilities from a model output: its `sem_seg` converted by the kind the
-    output declares ("sem_seg_kind"; else `kind`, the model's declared one; else logits), or
-    its CAMs with a constant background score divided by their sum.
-    """
-    import torch
-
-    from wss_d2.inference.scores import output_sem_seg_kind, to_probabilities
-
-    if source == "sem_seg":
-        kind = output_sem_seg_kind(output, default=kind)
-        return to_probabilities(output["sem_seg"].detach().cpu(), kind).numpy()
-    if "cams" not in output:
-        raise KeyError("--source cams: the model's outputs have no 'cams' (and 'cam_labels')")
-    cams = output["cams"].float().cpu().numpy()
-    labels = output["cam_labels"].cpu().numpy()
-    scores = np.zeros((num_classes,) + cams.shape[1:], np.float32)
-    scores[labels] = cams
-    if background_class is not None and background_class not in labels.tolist():
-        scores[background_class] = bg_threshold  # IRN's constant background score
-    # a distribution per pixel, as the CRF's unary expects
-    return to_probabilities(torch.from_numpy(scores), "scores").numpy()
-
-
-def argmax_with_threshold(probs, threshold, ignore):
-    """uint8 argmax of (K, H, W) probabilities; pixels whose top probability is below `threshold` get `ignore`."""
-    label = probs.argmax(0).astype(np.uint8)
-    if threshold > 0:
-        label[probs.max(0) < threshold] = ignore
-    return label
-
-
-def restrict_to_tags(probs, image_labels):
-    present = np.asarray(image_labels).reshape(-1) > 0
-    probs = probs * present[:, None, None]
-    return probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)
-
-
-def check_replaceable(path, allowed, flag):
-    """
-    Fail (before any inference) when `path` exists and is not a folder an export could have
-    written: replacing it would delete files the export does not own (e.g. checkpoints).
-    """
-    if not os.path.lexists(path):
-        return
-    if not os.path.isdir(path):
-        raise SystemExit(f"{flag} {path} exists and is not a folder")
-    foreign = sorted(
-        name for name in os.listdir(path)
-        if not (os.path.isfile(os.path.join(path, name)) and name.endswith(allowed))
-    )
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+    args = parser.parse_args(argv)
+    if args.bg_threshold is not None:
         raise SystemExit(
-            f"{flag} {path} exists and holds what an export does not write ({shown}); the export "
-            "replaces its target folder, so pick a new folder or remove this one"
+            "--bg-threshold is now the config key TEST.EXPORT.CAM_BACKGROUND_SCORE: pass "
+            f"TEST.EXPORT.CAM_BACKGROUND_SCORE {args.bg_threshold} after the other options"
         )
-
-
-def staging_folder(path):
-    """A new empty temporary sibling of `path` (same file system, so the final move is a rename)."""
-    from wss_d2.data.datasets.pseudo_labels import PARTIAL_EXPORT_MARKER
-
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    # registration refuses a folder with the marker in its name (one left by a killed export)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{PARTIAL_EXPORT_MARKER}", dir=parent)
-
-
-def move_into_place(staged, path):
-    """Replace `path` by the complete folder `staged`; an earlier `path` is deleted only afterwards."""
-    previous = None
-    if os.path.lexists(path):
-        previous = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.previous-", dir=os.path.dirname(path))
-        os.rmdir(previous)
-        os.rename(path, previous)
-    try:
-        os.rename(staged, path)
-    except OSError:
-        if previous is not None:
-            os.rename(previous, path)  # put the earlier export back
-        raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    return args
 
 
 def second_stage_output_dir(args, cfg, exported):
@@ -215,6 +135,7 @@ def main(argv=None):
     from wss_d2.data.datasets import register_pseudo_labels_from_config
     from wss_d2.engine import Trainer
     from wss_d2.inference import maybe_wrap_with_tta, model_sem_seg_kind
+    from wss_d2.utils import check_replaceable, move_into_place, staging_folder
 
     if args.ir_labels and (args.source != "cams" or args.crf):
         raise SystemExit("--ir-labels works on --source cams and runs its own CRF (no --crf)")
@@ -279,9 +200,11 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
     from wss_d2.data.weak_labels.cams import write_irn_cams
     from wss_d2.data.writers import write_label_png
-    from wss_d2.evaluation import confusion_matrix, segmentation_metrics
-    from wss_d2.inference import DenseCRF, DenseCRFPool
-    from wss_d2.inference.ir_labels import combine_confident_regions, ir_label_jobs
+    from wss_d2.inference import DenseCRFPool
+    from wss_d2.refinement import (
+        PseudoLabelQuality, argmax_labels, confident_region_labels, confident_region_pool, restrict_to_tags,
+        scores_to_probabilities,
+    )
 
     records = DatasetCatalog.get(args.dataset)
     gt_files = {r.get("image_id"): r["sem_seg_file_name"] for r in records if r.get("sem_seg_file_name")}
@@ -306,82 +229,48 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
                     yield image_id, input, output
 
     def probabilities():
-        """(image id, input, probabilities) per image."""
+        """(image id, RGB image (read for the CRF only), probabilities) per image."""
         for image_id, input, output in predictions():
-            probs = scores_to_probs(output, args.source, num_classes, args.bg_threshold, background, model_kind)
+            probs = scores_to_probabilities(output, args.source, num_classes, cfg.TEST.EXPORT.CAM_BACKGROUND_SCORE,
+                                            background, model_kind)
             if args.restrict_to_tags:
                 if "image_labels" not in input:
                     raise KeyError(f"--restrict-to-tags: {input['file_name']} has no image tags")
                 probs = restrict_to_tags(probs, input["image_labels"].numpy())
-            yield image_id, input, probs
+            yield image_id, (read_image(input["file_name"], "RGB") if args.crf else None), probs
 
-    def argmax_labels():
-        """(image id, label map), after dense CRF on the worker pool with --crf."""
-        if not args.crf:
-            for image_id, _, probs in probabilities():
-                yield image_id, argmax_with_threshold(probs, args.threshold, ignore)
-            return
-        with DenseCRFPool(cfg) as pool:
-            for image_id, input, probs in probabilities():
-                pool.submit(image_id, read_image(input["file_name"], "RGB"), probs)
-                for key, refined in pool.results():
-                    yield key, argmax_with_threshold(refined, args.threshold, ignore)
-            for key, refined in pool.drain():
-                yield key, argmax_with_threshold(refined, args.threshold, ignore)
+    def cams():
+        """(image id, RGB image, CAMs, their labels) per image, for the confident-region CRFs."""
+        for image_id, input, output in predictions():
+            labels = output["cam_labels"].cpu().numpy()
+            yield image_id, read_image(input["file_name"], "RGB"), output["cams"].float().cpu().numpy(), labels
 
-    def confident_regions():
-        """(image id, {0, class, 255} label map): two label CRFs per image on the pool (§7.1)."""
-        node = cfg.TEST.IR_LABELS
-        keys, halves = {}, {}
-        with DenseCRFPool(DenseCRF(cfg, node="TEST.IR_LABELS"), num_workers=cfg.TEST.CRF.NUM_WORKERS,
-                          max_pending=cfg.TEST.CRF.MAX_PENDING) as pool:
+    def labels():
+        """(image id, label map): argmax (after dense CRF with --crf), or confident regions (--ir-labels)."""
+        if args.ir_labels:  # two label CRFs per image on the pool (docs/sipe.md §7.1)
+            node = cfg.TEST.IR_LABELS
+            with confident_region_pool(cfg) as pool:
+                yield from confident_region_labels(
+                    cams(), pool, ignore_label=ignore, keep_uncertain=node.KEEP_UNCERTAIN,
+                    background_class=background, bg_scale=node.BG_SCALE, gt_prob=node.GT_PROB)
+        elif args.crf:
+            with DenseCRFPool(cfg) as pool:
+                yield from argmax_labels(probabilities(), args.threshold, ignore, pool)
+        else:
+            yield from argmax_labels(probabilities(), args.threshold, ignore)
 
-            def collect(results):
-                for (image_id, half), refined in results:
-                    halves.setdefault(image_id, {})[half] = refined
-                    if len(halves[image_id]) == 2:
-                        done = halves.pop(image_id)
-                        yield image_id, combine_confident_regions(
-                            done["fg"], done["bg"], keys.pop(image_id), ignore_label=ignore,
-                            keep_uncertain=node.KEEP_UNCERTAIN, background_class=background)
-
-            for image_id, input, output in predictions():
-                labels = output["cam_labels"].cpu().numpy()
-                image = read_image(input["file_name"], "RGB")
-                fg, bg = ir_label_jobs(image, output["cams"].float().cpu().numpy(), labels,
-                                       background_class=background, bg_scale=node.BG_SCALE, gt_prob=node.GT_PROB)
-                keys[image_id] = labels
-                pool.submit_job((image_id, "fg"), fg)
-                pool.submit_job((image_id, "bg"), bg)
-                yield from collect(pool.results())
-            yield from collect(pool.drain())
-
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    # ignored pseudo-label pixels counted as background (SIPE's "+DenseCRF" protocol, §7.1)
-    confusion_as_background = np.zeros((num_classes, num_classes), np.int64)
-    labelled = [0, 0]  # GT-valid pixels that the pseudo labels label, GT-valid pixels
+    quality = PseudoLabelQuality(num_classes, ignore, background)
     written = 0
-    for image_id, label in (confident_regions() if args.ir_labels else argmax_labels()):
+    for image_id, label in labels():
         write_label_png(label, os.path.join(folder, f"{image_id}.png"))
         written += 1
         if image_id in gt_files:
-            gt = read_label_map(gt_files[image_id])
-            valid = (gt != ignore) & (label != ignore)
-            labelled[0] += int(valid.sum())
-            labelled[1] += int((gt != ignore).sum())
-            confusion += confusion_matrix(gt[valid], label[valid], num_classes)
-            if background is not None:
-                filled = np.where(label == ignore, background, label)
-                confusion_as_background += confusion_matrix(gt[gt != ignore], filled[gt != ignore], num_classes)
+            quality.update(label, read_label_map(gt_files[image_id]))
 
     report = {"images": written, "output": output, "crf": args.crf,
               "ir_labels": args.ir_labels, "threshold": args.threshold}
-    if confusion.sum():
-        metrics = segmentation_metrics(confusion, meta.stuff_classes)
-        # measured on the pixels the pseudo labels label (the ignored ones are reported as coverage)
-        report.update(mIoU=metrics["mIoU"], pACC=metrics["pACC"], coverage=100 * labelled[0] / max(labelled[1], 1))
-    if confusion_as_background.sum():
-        report["mIoU_ignore_as_background"] = segmentation_metrics(confusion_as_background, meta.stuff_classes)["mIoU"]
+    # mIoU / pACC of the labelled pixels, coverage, and ignored as background (docs/sipe.md §7.1)
+    report.update(quality.metrics(meta.stuff_classes))
     name = args.name or f"{args.dataset}_pseudo_export"
     # the second stage runs in a fresh process: name the built-in split, not a CAM or
     # pseudo-label registration of this run's command line (it would not exist there)

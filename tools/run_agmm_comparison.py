@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-AGMM against partial cross-entropy (agmm.md §8.4) in one command, with the table of README
+AGMM against partial cross-entropy (docs/agmm.md §8.4) in one command, with the table of README
 "AGMM on the synthetic data": by default on the bundled synthetic data, sized for a CPU.
 
     python tools/run_agmm_comparison.py --output output/agmm_comparison

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-SIPE's whole pipeline (shared/specs/sipe.md §0) in one command, with the comparison table of
+SIPE's whole pipeline (docs/sipe.md §0) in one command, with the comparison table of
 README "Results": by default on the bundled synthetic data, sized for a CPU.
 
     python tools/run_sipe_pipeline.py --output output/sipe_pipeline
@@ -12,9 +12,9 @@ Stages (each a subprocess running train_net.py or tools/export_pseudo_labels.py)
      on the training images (localisation mIoU: SIPE by the argmax protocol, CAM by its best
      background threshold)
   B  SIPE's IS-CAMs of the tag split (saved for IRN) and their confident-region labels by
-     dense CRF (§7.1)
-  C  IRN's boundary branch trained on those labels, then random walk of the IS-CAMs (§7.2)
-  D  the supervised model trained on the random-walk labels (second stage, §8) and, unless
+     dense CRF (docs/sipe.md §7.1)
+  C  IRN's boundary branch trained on those labels, then random walk of the IS-CAMs (docs/sipe.md §7.2)
+  D  the supervised model trained on the random-walk labels (second stage, docs/sipe.md §8) and, unless
      --baseline-results is given, the same model on the GT (the fully supervised baseline)
 Writes <output>/results.json and <output>/results.md; a stage whose output exists is reused
 (delete the folder to rerun it).
@@ -113,10 +113,10 @@ def main(argv=None):
         "|---|---|---:|",
         f"| tag classifier from scratch (the pretrained start) | CAM localisation mIoU, train, best τ | {figures.get('pretrained_cam_localisation_mIoU', float('nan')):.2f} |",
         f"| plain CAM (same network, budget) | localisation mIoU, train, best τ = {figures['cam_best_threshold']:.2f} | {figures['cam_localisation_mIoU']:.2f} |",
-        f"| SIPE IS-CAM | localisation mIoU, train, argmax (§6.1) | {figures['sipe_localisation_mIoU']:.2f} |",
-        f"| + dense CRF (§7.1) | pseudo-label mIoU, uncertain = background | {figures['crf_labels_mIoU_uncertain_as_background']:.2f} |",
-        f"| + dense CRF (§7.1) | mIoU of the confident pixels ({figures['crf_labels_coverage']:.1f} % of pixels) | {figures['crf_labels_mIoU_confident']:.2f} |",
-        f"| + IRN random walk (§7.2) | pseudo-label mIoU | {figures['irn_labels_mIoU']:.2f} |",
+        f"| SIPE IS-CAM | localisation mIoU, train, argmax (docs/sipe.md §6.1) | {figures['sipe_localisation_mIoU']:.2f} |",
+        f"| + dense CRF (docs/sipe.md §7.1) | pseudo-label mIoU, uncertain = background | {figures['crf_labels_mIoU_uncertain_as_background']:.2f} |",
+        f"| + dense CRF (docs/sipe.md §7.1) | mIoU of the confident pixels ({figures['crf_labels_coverage']:.1f} % of pixels) | {figures['crf_labels_mIoU_confident']:.2f} |",
+        f"| + IRN random walk (docs/sipe.md §7.2) | pseudo-label mIoU | {figures['irn_labels_mIoU']:.2f} |",
         f"| second stage on IRN labels | val mIoU | {figures['second_stage_val_mIoU']:.2f} |",
         f"| fully supervised, same model | val mIoU | {figures['supervised_val_mIoU']:.2f} |",
         f"| second stage / supervised | fraction | {figures['second_stage_fraction_of_supervised']:.3f} |",

@@ -25,7 +25,7 @@ def add_wss_config(cfg):
     # training: resize by a factor uniformly drawn from this range (relative to image size)
     cfg.INPUT.RANDOM_SCALE = [0.5, 2.0]
     # training: instead, resize the long side to an integer drawn from [min, max] with PIL
-    # bicubic (SIPE/IRN recipe, sipe.md §4.3); [] = off
+    # bicubic (SIPE/IRN recipe, docs/sipe.md §4.3); [] = off
     cfg.INPUT.RANDOM_LONG_SIDE = []
     # training: AGMM's strong colour augmentation after crop and flip (jitter, grayscale, blur, shift)
     cfg.INPUT.STRONG_PHOTOMETRIC = False
@@ -33,7 +33,7 @@ def add_wss_config(cfg):
     cfg.INPUT.CROP.PAD = False
     # image value of that padding (uint8 image, before the model's normalisation)
     cfg.INPUT.CROP.PAD_IMAGE_VALUE = 0.0
-    # where a smaller crop sits in the padded one: "bottom_right" padding, or "random" (SIPE §4.3)
+    # where a smaller crop sits in the padded one: "bottom_right" padding, or "random" (SIPE, docs/sipe.md §4.3)
     cfg.INPUT.CROP.PAD_POSITION = "bottom_right"
 
     # --- weak labels (read by WeakLabelDatasetMapper) ---
@@ -54,7 +54,7 @@ def add_wss_config(cfg):
     # radius of the disc drawn for each JSON point after augmentation (1: TEL's 3-px disc, 0: one pixel)
     cfg.INPUT.SPARSE.POINT_RADIUS = 1
     # before training, histogram this many files of each sparse training set and fail when the
-    # unlabelled value never occurs (agmm.md §1.1); 0 = no check
+    # unlabelled value never occurs (docs/agmm.md §1.1); 0 = no check
     cfg.INPUT.SPARSE.CHECK_FILES = 100
 
     # --- datasets ---
@@ -78,7 +78,7 @@ def add_wss_config(cfg):
     # head init: "c2" (Xavier convs, classifier N(0, 0.001)) or "pytorch" (PyTorch's defaults, AGMM)
     cfg.MODEL.SEM_SEG_HEAD.INIT = "c2"
 
-    # --- inference (wss_d2.inference; README "Test-time augmentation" maps each spec's protocol) ---
+    # --- inference (wss_d2.inference; README "Test-time augmentation" maps each method's protocol) ---
     # multi-scale + flip test-time augmentation
     cfg.TEST.TTA = CN()
     # multi-scale + flip test-time augmentation; off: one pass at scale 1
@@ -119,7 +119,7 @@ def add_wss_config(cfg):
     # softmax every tile before the overlap average (False averages logits)
     cfg.TEST.SLIDING_WINDOW.SOFTMAX = True
 
-    # dense CRF (wss_d2.inference.DenseCRF); defaults: the DeepLab test CRF (sipe.md §8.1)
+    # dense CRF (wss_d2.inference.DenseCRF); defaults: the DeepLab test CRF (docs/sipe.md §8.1)
     cfg.TEST.CRF = CN()
     # refine test-time predictions with dense CRF before scoring them
     cfg.TEST.CRF.ENABLED = False
@@ -138,7 +138,7 @@ def add_wss_config(cfg):
     # many beyond; 0 = no check
     cfg.TEST.CHECK_LABELS_MAX_FILES = 3000
 
-    # CAM-quality evaluation (wss_d2.evaluation.CAMEvaluator, sipe.md §6)
+    # CAM-quality evaluation (wss_d2.evaluation.CAMEvaluator, docs/sipe.md §6)
     cfg.TEST.CAM_EVAL = CN()
     # background-threshold sweep: [start, stop (inclusive), step]
     cfg.TEST.CAM_EVAL.THRESHOLDS = [0.0, 0.95, 0.01]
@@ -146,6 +146,12 @@ def add_wss_config(cfg):
     cfg.TEST.CAM_EVAL.BG_MULTIPLIERS = []
     # threshold always reported as mIoU@<value> (IRN's cam_eval_thres)
     cfg.TEST.CAM_EVAL.IRN_THRESHOLD = 0.15
+
+    # pseudo-label export (tools/export_pseudo_labels.py, wss_d2.refinement)
+    cfg.TEST.EXPORT = CN()
+    # the constant background score given to foreground-only CAMs, against max-normalised
+    # maps, when exporting with --source cams (IRN's cam_eval_thres default)
+    cfg.TEST.EXPORT.CAM_BACKGROUND_SCORE = 0.15
 
     # --- solver ---
     # "SGD" (momentum, nesterov from SOLVER.*) or "ADAMW"

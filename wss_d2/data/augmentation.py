@@ -30,7 +30,7 @@ class RandomLongSide(T.Augmentation):
     """
     Resize so that the long side is an integer drawn uniformly from [min_size, max_size]
     (inclusive), the other side round(side * scale), with PIL bicubic: SIPE's and IRN's
-    recipe (sipe.md §4.3). Label maps follow with nearest-neighbour interpolation.
+    recipe (docs/sipe.md §4.3). Label maps follow with nearest-neighbour interpolation.
     """
 
     def __init__(self, min_size, max_size):
@@ -92,7 +92,7 @@ _ADJUSTMENTS = {
 
 class StrongPhotometric(T.Augmentation):
     """
-    AGMM's (UniMatch's) strong colour augmentation, image only (agmm.md §1.4 step 6), each
+    AGMM's (UniMatch's) strong colour augmentation, image only (docs/agmm.md §1.4 step 6), each
     part drawn independently: with p 0.5 a colour jitter (brightness, contrast, saturation
     factors in [1 − 0.5, 1 + 0.5], hue shift in [−0.25, 0.25], applied in random order);
     grayscale with p 0.1; with p 0.5 a Gaussian blur of radius U(0.1, 2.0); with p 0.5 one

@@ -302,7 +302,7 @@ class WeakLabelDatasetMapper:
             tags = np.unique(dense[(dense < self.num_classes) & (dense != self.background_class)])
         if points is not None:
             points = drop_points_outside(points, image.shape[0], image.shape[1])[0]
-        labelled_classes = self._labelled_classes(sparse, points)  # before any crop (agmm.md §1.4)
+        labelled_classes = self._labelled_classes(sparse, points)  # before any crop (docs/agmm.md §1.4)
 
         # Labelled sparse pixels become coordinates (centres at +0.5 in detectron2's
         # continuous coordinates) so that no interpolation can drop or copy them.
@@ -447,7 +447,7 @@ class WeakLabelDatasetMapper:
             present[labelled_classes] = True
         elif not self.is_train and dense is not None:
             # evaluation on a fully labelled split: the image's GT tags, the standard WSSS
-            # protocol for CAM methods (sipe.md §1.3); never at training time
+            # protocol for CAM methods (docs/sipe.md §1.3); never at training time
             present = np.zeros(K, dtype=bool)
             present[dense[dense < K]] = True
             if self.background_class is not None:

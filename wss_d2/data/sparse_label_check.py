@@ -1,5 +1,5 @@
 """
-The pre-training check of sparse-label files (agmm.md §1.1, pitfall 1): a histogram of the
+The pre-training check of sparse-label files (docs/agmm.md §1.1, §10.1): a histogram of the
 raw values of a sample of files must show the unlabelled value the config expects. A file
 set that marks unlabelled pixels with another value (rloss/TEL files use 255, the usual void
 value) would otherwise train silently on "labelled pixels only".

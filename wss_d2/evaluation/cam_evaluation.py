@@ -15,7 +15,7 @@ protocols take the argmax over {background, the image's classes} only).
 
 Modes, all accumulated in one pass (one confusion matrix per setting, rows = GT, columns =
 prediction, pixels whose GT is the ignore label excluded):
-  * "argmax" (SIPE's official protocol, sipe.md §6.1): label = cam_labels[argmax over the
+  * "argmax" (SIPE's official protocol, docs/sipe.md §6.1): label = cam_labels[argmax over the
     channels], no threshold. Needs a background channel; with foreground CAMs it is skipped
     (a constant background score is what the sweep is for) and "mIoU" is not reported.
   * "sweep" (IRN's `eval_cam.py`, the CAM baselines of SIPE's ablation, MCC's `bkg_thre`):
@@ -34,7 +34,7 @@ confusion matrix exactly, so the per-pixel work does not grow with the number of
 
 Metrics (in %): IoU_c = TP / (TP + FP + FN), precision_c = TP / (TP + FP), recall_c =
 TP / (TP + FN); a class absent from both GT and prediction has no IoU (NaN) and is skipped by
-the mean (sipe.md §6.1), a class predicted but absent from the GT counts as 0. The per-class
+the mean (docs/sipe.md §6.1), a class predicted but absent from the GT counts as 0. The per-class
 keys describe the headline setting: the argmax mode when the maps have a background
 channel, else the best threshold.
 """

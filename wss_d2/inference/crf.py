@@ -3,16 +3,16 @@ Dense CRF post-processing (Krähenbühl & Koltun, fully connected CRF with Gauss
 through `pydensecrf`, and a process pool that runs it on every core.
 
 `DenseCRF` refines per-pixel class probabilities (test time, pseudo labels) or a hard label map
-(SIPE's "labels as unary" CRF, sipe.md §7.1). `DenseCRFPool` runs a `DenseCRF` over worker
+(SIPE's "labels as unary" CRF, docs/sipe.md §7.1). `DenseCRFPool` runs a `DenseCRF` over worker
 processes, either as an ordered, memory-bounded `map` (pseudo-label export) or asynchronously
 (`submit` / `results` / `drain`) so the CRF of one image runs while the model predicts the next.
 
-Parameter sets of the specs, as `TEST.CRF.*` values (ITERATIONS, POS_W, POS_XY_STD, BI_W,
+Parameter sets of the methods, as `TEST.CRF.*` values (ITERATIONS, POS_W, POS_XY_STD, BI_W,
 BI_XY_STD, BI_RGB_STD):
-    DeepLab / SIPE §8.1 / SPML §9.6 (default)   10, 3, 1, 4, 67, 3
-    MCC §11.2                                   10, 1, 1, 4, 121, 5
-    SIPE §8.2 (WideResNet-38)                    1, 3, 3, 10, 32, 13
-    SIPE §7.1 (refine_labels, gt_prob 0.7)      10, 3, 3, 10, 50, 5
+    DeepLab test CRF: SIPE's second stage (docs/sipe.md §8.1), SPML (default)   10, 3, 1, 4, 67, 3
+    MCC's final multi-scale + flip + CRF evaluation                             10, 1, 1, 4, 121, 5
+    SIPE's WideResNet-38 second stage (docs/sipe.md §8.2)                        1, 3, 3, 10, 32, 13
+    SIPE's label CRF (docs/sipe.md §7.1; refine_labels, gt_prob 0.7)            10, 3, 3, 10, 50, 5
 """
 import logging
 import multiprocessing as mp
@@ -73,7 +73,7 @@ class DenseCRF:
     Fully connected CRF with a Gaussian (appearance-free smoothness) and a bilateral (position + RGB)
     Potts pairwise term, `iterations` mean-field steps. Inputs are at the SAME resolution: a uint8
     RGB image (H, W, 3) and probabilities (K, H, W) (or labels (H, W) for `refine_labels`).
-    Defaults are the DeepLab test CRF (sipe.md §8.1, spml.md §9.6).
+    Defaults are the DeepLab test CRF (docs/sipe.md §8.1; SPML uses the same one).
     """
 
     @configurable
@@ -117,7 +117,7 @@ class DenseCRF:
 
     @classmethod
     def from_config(cls, cfg, node: str = CONFIG_NODE):
-        """Read `<node>.*` (default TEST.CRF); `node` lets a method keep a second set (e.g. SIPE §7.1)."""
+        """Read `<node>.*` (default TEST.CRF); `node` lets a method keep a second set (e.g. docs/sipe.md §7.1)."""
         crf = _config_node(cfg, node)
         return {
             "iterations": crf.ITERATIONS,
@@ -213,9 +213,9 @@ class DenseCRF:
 
     def refine_labels(self, image, labels, n_labels: int, gt_prob: float = 0.7) -> np.ndarray:
         """
-        SIPE's "labels as unary" CRF (sipe.md §7.1; pydensecrf `unary_from_labels`, zero_unsure=False):
+        SIPE's "labels as unary" CRF (docs/sipe.md §7.1; pydensecrf `unary_from_labels`, zero_unsure=False):
         energy −log(gt_prob) for the given label and −log((1 − gt_prob) / (n_labels − 1)) for the
-        others. Build the DenseCRF with §7.1's pairwise set (see the module docstring).
+        others. Build the DenseCRF with docs/sipe.md §7.1's pairwise set (see the module docstring).
 
         Args:
             image: (H, W, 3) uint8 RGB at the label map's size.

@@ -1,6 +1,6 @@
 """
 Test-time augmentation for semantic segmentation: multi-scale + horizontal flip with the
-fusion rules of the method specs, and sliding-window (tiled) inference for large images.
+fusion rules of the methods, and sliding-window (tiled) inference for large images.
 
 `SemanticSegmentorWithTTA` wraps any model that follows detectron2's semantic contract
 (eval mode: `model([{"image": (C,H,W), "height": h, "width": w}, ...])` returns
@@ -28,16 +28,16 @@ AGMM's probabilities it is the original's double softmax) are summed into a full
 number of tiles covering each pixel. An image side shorter than the tile is not padded: that
 side is processed whole (the tile is clipped to the image), so no pad value enters the model.
 
-Spec protocols (see README section "Test-time augmentation"):
-  AGMM VOC (agmm.md §6): the AGMM model returns probabilities (MODEL.AGMM.TEST_SOFTMAX), so
+The methods' protocols (see README section "Test-time augmentation"):
+  AGMM VOC (docs/agmm.md §6): the AGMM model returns probabilities (MODEL.AGMM.TEST_SOFTMAX), so
     SOFTMAX False (SOFTMAX True keeps them too; with a logits model: SOFTMAX, SOFTMAX_BEFORE_RESIZE),
     SCALES (0.5, 0.75, ..., 2.0), FLIP, FUSION mean, ALIGN_CORNERS True, SIZE_ROUNDING floor.
   AGMM Cityscapes: TTA off, SLIDING_WINDOW on, TILE 721, STRIDE 241, SOFTMAX (per tile, on the
     model's probabilities: the original's double softmax).
-  WR38 (sipe.md §8.2): SCALES (0.5..1.75), FLIP, SOFTMAX False (mean of logits).
-  DeepLab MSC (sipe.md §8.1): SCALES (0.5, 0.75, 1.0), no FLIP, FUSION max, SOFTMAX False.
-  MCC VOC (mcc.md §11.2): SCALES (1.0, 1.5, 1.25), FLIP_FUSION sum, FUSION max, SOFTMAX False.
-  SPML (spml.md §9.5 iii): SCALES (0.5..1.5), FLIP, SOFTMAX (after resize), FUSION mean.
+  WR38 (docs/sipe.md §8.2): SCALES (0.5..1.75), FLIP, SOFTMAX False (mean of logits).
+  DeepLab MSC (docs/sipe.md §8.1): SCALES (0.5, 0.75, 1.0), no FLIP, FUSION max, SOFTMAX False.
+  MCC VOC (final multi-scale + flip evaluation): SCALES (1.0, 1.5, 1.25), FLIP_FUSION sum, FUSION max, SOFTMAX False.
+  SPML (classifier inference): SCALES (0.5..1.5), FLIP, SOFTMAX (after resize), FUSION mean.
 """
 import logging
 import math
@@ -106,7 +106,7 @@ def tile_starts(length: int, tile: int, stride: int) -> List[int]:
     """
     Start offsets of the tiles along one axis: 0, stride, 2*stride, ..., with the last tile
     moved back so that it ends at the border; ceil((length - tile) / stride) + 1 tiles (AGMM's
-    tiler, agmm.md §6: 1024 with tile 721 and stride 241 gives [0, 241, 303]). An axis not
+    tiler, docs/agmm.md §6: 1024 with tile 721 and stride 241 gives [0, 241, 303]). An axis not
     longer than the tile gets one tile at 0 (clipped to the axis by the caller).
     """
     _check_tiling((tile,), (stride,))

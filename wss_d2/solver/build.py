@@ -37,7 +37,7 @@ def build_optimizer(cfg, model):
 def with_full_model_clipping(optimizer_class, max_norm, norm_type=2.0):
     """
     `optimizer_class` whose step first clips the gradients of all its parameters together to
-    one total norm (torch.nn.utils.clip_grad_norm_; SIPE §4.1). detectron2's CLIP_TYPE "norm"
+    one total norm (torch.nn.utils.clip_grad_norm_; docs/sipe.md §4.1). detectron2's CLIP_TYPE "norm"
     clips every parameter on its own, which is not the same. Under DDP the gradients are
     already all-reduced when step() runs.
     """

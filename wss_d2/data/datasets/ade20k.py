@@ -1,6 +1,6 @@
 """
 ADE20K SceneParsing (ADEChallengeData2016) weak-shot splits of SimFormer
-(shared/specs/datasets.md §6, §7.3): 150 classes, labels after detectron2's −1 shift
+(docs/datasets.md §6, §7.3): 150 classes, labels after detectron2's −1 shift
 (0..149, 255 = other/unlabeled).
 
 Layout under `<datasets root>/ADEChallengeData2016/` (detectron2's, preferred):
@@ -36,7 +36,7 @@ try:  # detectron2's list, verbatim ("window " with its trailing space)
 except ImportError:  # pragma: no cover - every detectron2 >= 0.3 has it
     _D2_ADE20K = None
 
-# datasets.md Appendix D, for a detectron2 without the list
+# docs/datasets.md Appendix D, for a detectron2 without the list
 _ADE20K_FALLBACK = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road, route", "bed", "window ",
     "grass", "cabinet", "sidewalk, pavement", "person", "earth, ground", "door", "table",
@@ -68,7 +68,7 @@ _ADE20K_FALLBACK = (
 ADE20K_CLASSES = tuple(_D2_ADE20K) if _D2_ADE20K is not None else _ADE20K_FALLBACK
 ADE20K_COLORS = voc_colors(len(ADE20K_CLASSES))
 
-# SimFormer's novel label values, 38 = round(150 / 4) per split (datasets.md §7.3)
+# SimFormer's novel label values, 38 = round(150 / 4) per split (docs/datasets.md §7.3)
 ADE20K_NOVEL_SPLITS = {
     1: (
         1, 3, 6, 8, 10, 13, 17, 22, 23, 29, 33, 38, 41, 50, 51, 56, 67, 70, 71, 74, 77, 81, 92, 93, 98,
@@ -87,7 +87,7 @@ ADE20K_NOVEL_SPLITS = {
         100, 105, 111, 115, 118, 121, 122, 130, 132, 135, 137, 138, 141, 143,
     ),
 }
-# training images whose labels are all ignore; SimFormer's loader skips them (datasets.md §7.1)
+# training images whose labels are all ignore; SimFormer's loader skips them (docs/datasets.md §7.1)
 ADE20K_SKIPPED_IMAGES = frozenset(
     f"ADE_train_{n:08d}"
     for n in (5149, 5150, 5152, 5333, 5905, 6510, 13298, 14634, 14636, 14884, 15320, 15330, 15928,

@@ -1,5 +1,5 @@
 """
-Cityscapes fine semantic segmentation in trainIds (shared/specs/datasets.md §8): 19 classes,
+Cityscapes fine semantic segmentation in trainIds (docs/datasets.md §8): 19 classes,
 255 = not evaluated; and AGMM-style click labels (20/50/100 clicks per training image).
 
 Layout under `<datasets root>/cityscapes/`:

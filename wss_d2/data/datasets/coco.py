@@ -1,5 +1,5 @@
 """
-MS COCO 2014 in PASCAL-VOC style (shared/specs/datasets.md §4): 81 classes, 0 = background,
+MS COCO 2014 in PASCAL-VOC style (docs/datasets.md §4): 81 classes, 0 = background,
 1..80 = the COCO thing classes in category-id order (detectron2's `thing_classes`), label
 PNGs as written by MCC's `parse_coco.py` (grayscale, one per image).
 

@@ -1,7 +1,7 @@
 """
-COCO-Stuff-10K (v1.0) in MaskFormer's layout (shared/specs/datasets.md §5): 171 contiguous
+COCO-Stuff-10K (v1.0) in MaskFormer's layout (docs/datasets.md §5): 171 contiguous
 classes (0..79 things, 80..170 stuff), 255 = unlabeled; and SimFormer's weak-shot base/novel
-splits of it (§7).
+splits of it (docs/datasets.md §7).
 
 Layout under `<datasets root>/coco/coco_stuff_10k/` (MaskFormer's prepare script writes it):
     images_detectron2/{train,test}/<stem>.jpg          9,000 / 1,000
@@ -28,7 +28,7 @@ from .registration import (
     register_weak_shot_dataset,
 )
 
-# (COCO category id, name) of the contiguous label values 0..170 (datasets.md Appendix C)
+# (COCO category id, name) of the contiguous label values 0..170 (docs/datasets.md Appendix C)
 COCO_STUFF_CATEGORIES = (
     (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
     (7, "train"), (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"),
@@ -71,7 +71,7 @@ COCO_STUFF_CLASSES = tuple(name for _, name in COCO_STUFF_CATEGORIES)
 COCO_STUFF_COLORS = [list(c["color"]) for c in COCO_CATEGORIES if c["isthing"] == 1] + voc_colors(171)[80:]
 COCO_STUFF_ID_TO_CONTIGUOUS = {coco_id: index for index, (coco_id, _) in enumerate(COCO_STUFF_CATEGORIES)}
 
-# SimFormer's novel label values (datasets.md §7.2, simformer.md §5.4)
+# SimFormer's novel label values (docs/datasets.md §7.2)
 _NOVEL_SPLITS_1_TO_3 = (
     (
         3, 6, 10, 11, 18, 19, 26, 27, 31, 34, 37, 38, 40, 41, 50, 53, 55, 59, 61, 68, 76, 82, 85, 90,
@@ -99,7 +99,7 @@ COCO_STUFF_NOVEL_SPLITS = {
     k: tuple(sorted(ids))
     for k, ids in enumerate(_NOVEL_SPLITS_1_TO_3 + tuple(_RANDP[:n] for n in _PREFIX_LENGTHS), start=1)
 }
-# skipped by SimFormer's COCO-Stuff loader (datasets.md §7.1)
+# skipped by SimFormer's COCO-Stuff loader (docs/datasets.md §7.1)
 COCO_STUFF_SKIPPED_IMAGES = frozenset(
     "COCO_train2014_" + number
     for number in ("000000016680", "000000230639", "000000382127", "000000429995",

@@ -1,5 +1,5 @@
 """
-DensePose-COCO body parts in SPML's layout (shared/specs/datasets.md §9): 15 classes
+DensePose-COCO body parts in SPML's layout (docs/datasets.md §9): 15 classes
 (0 = background, 1..14 coarse parts, densepose_parts.py), 255 = void.
 
 Layout under `<datasets root>/densepose/`:
@@ -18,6 +18,7 @@ Every name carries `flip_label_map` (left/right part swap the mapper applies on 
 import functools
 import os
 
+from ..weak_labels.kinds import SPARSE_KINDS
 from .densepose_parts import DENSEPOSE_PART_CLASSES, FLIP_PART_MAP
 from .loading import require_dataset_dir, require_files
 from .paths import get_datasets_root
@@ -94,7 +95,7 @@ def _load_and_record(name, list_name, label_key):
 
 def register_densepose():
     for name, (list_name, weak_label) in _DENSEPOSE_SPLITS.items():
-        sparse = weak_label == "points"
+        sparse = weak_label in SPARSE_KINDS
         label_key = "sparse_sem_seg_file_name" if sparse else "sem_seg_file_name"
         sparse_metadata = {"sparse_unlabeled_value": POINTS_UNLABELED_VALUE, "sparse_void_value": IGNORE_LABEL}
         register_sem_seg_dataset(

@@ -1,5 +1,5 @@
 """
-DensePose-COCO body-part label space used by SPML (shared/specs/datasets.md §9.2, Appendix F):
+DensePose-COCO body-part label space used by SPML (docs/datasets.md §9.2, Appendix F):
 15 classes, 0 = background, 1..14 = the coarse parts in the order of DensePose's `dp_masks`.
 
 The fine part index `dp_I` (1..24) of DensePose points maps to a coarse part through

@@ -1,6 +1,6 @@
 """
 PASCAL VOC 2012 (+ SBD "aug" labels) for semantic segmentation, and its on-disk layout
-(shared/specs/datasets.md §2): JPEGImages/<id>.jpg, label PNGs in SegmentationClass/
+(docs/datasets.md §2): JPEGImages/<id>.jpg, label PNGs in SegmentationClass/
 (palette) or SegmentationClassAug/ (grayscale), split lists in ImageSets/Segmentation/.
 The bundled synthetic dataset uses the same layout.
 
@@ -24,6 +24,7 @@ import numpy as np
 from detectron2.structures import BoxMode
 
 from ..weak_labels import load_image_tags, load_whats_the_point, read_voc_xml
+from ..weak_labels.kinds import LABEL_MAP_KINDS
 from .loading import read_split_ids, require_files
 from .paths import get_datasets_root
 from .registration import IGNORE_LABEL, register_sem_seg_dataset
@@ -144,7 +145,7 @@ def load_voc_weak_labels(
         table = load_whats_the_point([os.path.join(voc_root, f) for f in point_files])
         for d in dicts:
             d["points"] = table.get(d["image_id"], np.zeros((0, 3))).tolist()
-    elif kind in ("scribbles", "points", "clicks", "pseudo", "weak_shot"):
+    elif kind in LABEL_MAP_KINDS:
         # a label PNG per image: <folder>/<id>.png under the dict field of its kind
         key, folder = {
             "pseudo": ("pseudo_sem_seg_file_name", pseudo_dir),

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .paths import get_datasets_root
+from ..weak_labels.kinds import SIMULATED_KINDS
 from ..weak_labels.simulate import write_weak_labels
 from .pascal_voc import load_voc_sem_seg, register_voc_weak_labels, voc_colors, voc_palette
 from .registration import IGNORE_LABEL, register_sem_seg_dataset
@@ -246,7 +247,7 @@ def generate_synthetic_dataset(dataset_dir, seed=DEFAULT_SEED, split_sizes=None)
         for i in (f"syn_{n:06d}" for n in range(index))
     ]
     write_weak_labels(
-        records, dataset_dir, kinds=("tags", "boxes", "points", "scribbles", "clicks"),
+        records, dataset_dir, kinds=SIMULATED_KINDS,
         num_classes=len(SYNTHETIC_CLASSES), class_names=SYNTHETIC_CLASSES, ignore_label=IGNORE_LABEL,
         seed=seed, **SIMULATED_WEAK_LABELS,
     )

@@ -1,5 +1,5 @@
 """Readers, writers and rasterisers of weak labels (one module per kind)."""
-from .kinds import SCATTERED_KINDS, SPARSE_KINDS, WEAK_LABEL_KINDS
+from .kinds import LABEL_MAP_KINDS, SCATTERED_KINDS, SIMULATED_KINDS, SPARSE_KINDS, WEAK_LABEL_KINDS
 from .boxes import (
     boxes_from_label_map,
     rasterize_boxes,

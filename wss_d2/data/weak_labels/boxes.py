@@ -1,5 +1,5 @@
 """
-Bounding boxes as weak labels (shared/specs/datasets.md §3.2): reading PASCAL VOC
+Bounding boxes as weak labels (docs/datasets.md §3.2): reading PASCAL VOC
 `Annotations/<id>.xml`, deriving boxes from a label map (synthetic box supervision), and
 rasterising boxes into a box label map.
 
@@ -134,7 +134,7 @@ def rasterize_boxes(
     annotations, height, width, *, background_class=0, ignore_label=255, overlap_ignore=False
 ):
     """
-    A uint8 (H, W) box label map (datasets.md §3.2 proposal): `background_class` outside all
+    A uint8 (H, W) box label map (docs/datasets.md §3.2): `background_class` outside all
     boxes, each box filled with its category_id, larger boxes first so that small boxes stay
     on top (equal areas keep the input order). With `overlap_ignore`, pixels covered by boxes
     of two or more different classes become `ignore_label`.

@@ -1,9 +1,9 @@
 """
 Class activation maps as pickled .npy dicts, in two formats:
-  * IRN's `result/cam/<id>.npy` (shared/specs/datasets.md §3.5): {"keys": 0-based foreground
+  * IRN's `result/cam/<id>.npy` (docs/datasets.md §3.5): {"keys": 0-based foreground
     class indices present in the image, "cam": stride-4 maps, "high_res": float32
     (len(keys), H, W) maps at image size};
-  * SIPE's (sipe.md §5): {"keys": label values, background first, "IS_CAM": (len(keys), H, W)
+  * SIPE's (docs/sipe.md §5): {"keys": label values, background first, "IS_CAM": (len(keys), H, W)
     maps at image size}; written as float16 (the maps only feed an argmax or a CRF).
 """
 import numpy as np

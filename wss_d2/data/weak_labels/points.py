@@ -1,5 +1,5 @@
 """
-Point (click) labels (shared/specs/datasets.md §3.4): the "What's the Point" JSON files as
+Point (click) labels (docs/datasets.md §3.4): the "What's the Point" JSON files as
 shipped by GatedCRFLoss/TEL, and their rasterisation into sparse label PNGs.
 
 JSON: {image id: [{"x": float, "y": float, "cls": int(, "rank": int)}, ...]}; x is the column,

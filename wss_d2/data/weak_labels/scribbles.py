@@ -1,5 +1,5 @@
 """
-Scribble labels (shared/specs/datasets.md §3.3): ScribbleSup XML files (one `<id>.xml` per
+Scribble labels (docs/datasets.md §3.3): ScribbleSup XML files (one `<id>.xml` per
 image, also shipped zipped as `voc_scribbles.zip` by GatedCRFLoss/TEL) and their
 rasterisation into sparse label PNGs.
 

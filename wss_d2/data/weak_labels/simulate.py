@@ -8,15 +8,15 @@ output does not depend on the order or the subset of images processed. Objects a
 are never labelled.
 
 Kinds and their real formats (written by `write_weak_labels` in a VOC-style layout):
-    tags       cls_labels.npy                 image-level tags (datasets.md §3.1)
-    boxes      Annotations/<id>.xml           VOC XML, one box per object (§3.2)
+    tags       cls_labels.npy                 image-level tags (docs/datasets.md §3.1)
+    boxes      Annotations/<id>.xml           VOC XML, one box per object (docs/datasets.md §3.2)
     points     point/segcls/<id>.png          n points per object + n background points, 3-px
-               points.json                    discs (TEL/AGMM); What's-the-Point JSON (§3.4)
+               points.json                    discs (TEL/AGMM); What's-the-Point JSON (docs/datasets.md §3.4)
     scribbles  scribble/seginst[_<f>]/<id>.png  a contiguous fraction f of each region's
-                                              skeleton (background included), width 3 (§3.3);
+                                              skeleton (background included), width 3 (docs/datasets.md §3.3);
                                               several fractions give one folder each
     clicks     <N>clicks/<id>.png             N single pixels per image, uniform over valid
-                                              pixels (Cityscapes recipe, §8.3)
+                                              pixels (Cityscapes recipe, docs/datasets.md §8.3)
 Sparse PNGs hold K (number of classes) on unlabelled pixels, the class id on labelled ones.
 """
 import json
@@ -31,6 +31,7 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 
 from ..writers import write_label_png
 from .boxes import boxes_from_label_map, write_voc_xml
+from .kinds import SIMULATED_KINDS
 from .points import draw_discs
 from .tags import tags_from_label_map, write_image_tags
 
@@ -230,7 +231,7 @@ def write_weak_labels(records, output_dir, *, kinds, num_classes, class_names, i
     """
     from ..readers import read_label_map
 
-    unknown = set(kinds) - {"tags", "boxes", "points", "scribbles", "clicks"}
+    unknown = set(kinds) - set(SIMULATED_KINDS)
     if unknown:
         raise ValueError(f"Unknown weak-label kinds {sorted(unknown)}")
     if "tags" in kinds and background_class != 0:

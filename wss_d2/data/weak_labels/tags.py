@@ -1,6 +1,6 @@
 """
 Image-level tags in the `cls_labels*.npy` format of IRN, SIPE, ToCo and MCC
-(shared/specs/datasets.md §3.1): a 0-d object array wrapping a dict
+(docs/datasets.md §3.1): a 0-d object array wrapping a dict
 {image id: float32 multi-hot vector over the foreground classes, no background slot}.
 IRN keys are int32 ids without the underscore (2007000032); the others are str ids.
 """

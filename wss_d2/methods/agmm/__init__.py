@@ -1,6 +1,6 @@
 """
 AGMM: sparsely annotated semantic segmentation with adaptive Gaussian mixtures (Wu et al.,
-CVPR 2023), shared/specs/agmm.md. `gmm.py` holds the equations (centroids, distances, GMM
+CVPR 2023), docs/agmm.md. `gmm.py` holds the equations (centroids, distances, GMM
 predictions, the five losses), `meta_arch.py` the registered meta-architecture,
 `backbone.py` the deep-stem output-stride-8 ResNet with per-block dilations, `config.py`
 its keys. The head is wss_d2's DeepLabV3+ as DeepLabV3PlusFeatureHead (feature + logits).

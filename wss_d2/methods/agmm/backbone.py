@@ -1,4 +1,4 @@
-"""AGMM's backbone (agmm.md §2.1): deep-stem ResNet at output stride 8 with per-block dilations."""
+"""AGMM's backbone (docs/agmm.md §2.1): deep-stem ResNet at output stride 8 with per-block dilations."""
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 

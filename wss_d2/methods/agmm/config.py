@@ -1,4 +1,4 @@
-"""AGMM's config keys (agmm.md §9); defaults are the released code's VOC behaviour."""
+"""AGMM's config keys (docs/agmm.md §9); defaults are the released code's VOC behaviour."""
 from detectron2.config import CfgNode as CN
 
 # AGMM's loss terms; loss_<x> is weighted by MODEL.AGMM.<X>_LOSS_WEIGHT

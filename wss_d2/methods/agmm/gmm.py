@@ -1,5 +1,5 @@
 """
-AGMM's equations (shared/specs/agmm.md §3-§4), batched over images and classes.
+AGMM's equations (docs/agmm.md §3-§4), batched over images and classes.
 
 Shapes: B images, K classes, C feature channels; the decoder feature F is (B, C, h, w) at
 stride 4, labels Y are (B, H, W) at input resolution in the internal sparse convention
@@ -14,9 +14,7 @@ __all__ = [
     "SIGMA_MODES",
     "PROTO_CENTERS",
     "class_centroids",
-    "class_centroids_naive",
     "l1_distances",
-    "l1_distances_naive",
     "gmm_predictions",
     "full_resolution_gmm",
     "soft_bce",
@@ -42,10 +40,11 @@ def _pixel_centre_grid(rows, cols, height, width):
 
 def class_centroids(features, labels, num_classes):
     """
-    μ_{b,k} = Σ_{i ∈ L_b^k} F̂_b(i) / (|L_b^k| + ε) (§3.1), with F̂ the feature bilinearly
-    upsampled (align_corners=False) to the label size. F̂ is sampled at the labelled pixels
-    only (grid_sample at pixel centres, border padding: the same values as the upsampling),
-    so memory is B·C·(labelled pixels), never B·C·H·W. Differentiable w.r.t. `features`.
+    μ_{b,k} = Σ_{i ∈ L_b^k} F̂_b(i) / (|L_b^k| + ε) (docs/agmm.md §3.1), with F̂ the feature
+    bilinearly upsampled (align_corners=False) to the label size. F̂ is sampled at the labelled
+    pixels only (grid_sample at pixel centres, border padding: the same values as the
+    upsampling), so memory is B·C·(labelled pixels), never B·C·H·W. Differentiable w.r.t.
+    `features`.
     Returns (centroids (B, K, C), present (B, K) float: a_{b,k} = 1[|L_b^k| > 0]).
     """
     b, c = features.shape[:2]
@@ -69,15 +68,6 @@ def class_centroids(features, labels, num_classes):
         counts = torch.bincount(flat, minlength=b * num_classes).reshape(b, num_classes).to(features.dtype)
     centroids = sums.reshape(b, num_classes, c) / (counts[..., None] + EPS)
     return centroids, (counts > 0).to(features.dtype)
-
-
-def class_centroids_naive(features, labels, num_classes):
-    """Reference form of class_centroids: upsample F to the label size, then average (tests)."""
-    up = F.interpolate(features, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    onehot = torch.stack([(labels == k).to(features.dtype) for k in range(num_classes)], dim=1)
-    counts = onehot.sum(dim=(2, 3))
-    sums = torch.einsum("bkhw,bchw->bkc", onehot, up)
-    return sums / (counts[..., None] + EPS), (counts > 0).to(features.dtype)
 
 
 class _MeanL1Distance(torch.autograd.Function):
@@ -115,20 +105,15 @@ class _MeanL1Distance(torch.autograd.Function):
 
 
 def l1_distances(features, centroids):
-    """d_{b,k}(j) = (1/C) Σ_c |F_b(c, j) − μ_{b,k}(c)| (§3.2): (B, K, h, w) from features
-    (B, C, h, w) and centroids (B, K, C), never materialising the (B, K, C, h, w) broadcast of
-    the original code, in the forward or the backward pass."""
+    """d_{b,k}(j) = (1/C) Σ_c |F_b(c, j) − μ_{b,k}(c)| (docs/agmm.md §3.2): (B, K, h, w) from
+    features (B, C, h, w) and centroids (B, K, C), never materialising the (B, K, C, h, w)
+    broadcast of the original code, in the forward or the backward pass."""
     return _MeanL1Distance.apply(features, centroids)
-
-
-def l1_distances_naive(features, centroids):
-    """Reference form of l1_distances with the broadcast tensor (tests, memory benchmark)."""
-    return (features[:, None] - centroids[..., None, None]).abs().mean(dim=2)
 
 
 def gmm_predictions(distances, present, valid, sigma_mode="fixed", probabilities=None, image_labels=None):
     """
-    Per-class Gaussian kernels at the feature resolution (§3.2):
+    Per-class Gaussian kernels at the feature resolution (docs/agmm.md §3.2):
     d̃ = d · a_{b,k} · v_b, with v the valid-pixel mask downsampled bilinearly to (h, w).
       fixed    (released code): g = exp(−d̃²);
       adaptive (paper Eq. 7):   g = exp(−d̃² / (2σ² + ε)), σ²_{b,k} = Σ_j q d̃² / (Σ_j q + ε),
@@ -186,7 +171,8 @@ def _class_average(per_class, present):
 
 def gmm_to_prediction_loss(probabilities, gmm, present, valid):
     """L_g2p: ½ BCE(P; G) averaged over present classes, then over all valid pixels (labelled
-    and unlabelled). G is not detached: the gradient also reaches the features (§4.2)."""
+    and unlabelled). G is not detached: the gradient also reaches the features
+    (docs/agmm.md §4.2)."""
     if not valid.any():
         return _zero(probabilities)
     per_pixel = _class_average(0.5 * soft_bce(probabilities, gmm), present)
@@ -205,9 +191,10 @@ def labels_to_gmm_loss(gmm, labels, present, num_classes):
 
 def centroid_repulsion_loss(centroids, present, center="sum"):
     """
-    L_proto (§4.4): S_k = Σ_b μ_{b,k} · n_k / (n_k + ε) ("sum", the released code; "mean"
-    divides by n_k instead), n_k = Σ_b a_{b,k}; the mean over pairs k < l of classes present
-    in the batch of exp(−(mean_c |S_k − S_l|)²); 0 with fewer than two such classes.
+    L_proto (docs/agmm.md §4.4): S_k = Σ_b μ_{b,k} · n_k / (n_k + ε) ("sum", the released
+    code; "mean" divides by n_k instead), n_k = Σ_b a_{b,k}; the mean over pairs k < l of
+    classes present in the batch of exp(−(mean_c |S_k − S_l|)²); 0 with fewer than two such
+    classes.
     """
     if center not in PROTO_CENTERS:
         raise ValueError(f"MODEL.AGMM.PROTO_CENTER must be one of {PROTO_CENTERS}, got {center!r}")

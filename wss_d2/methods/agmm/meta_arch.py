@@ -1,5 +1,5 @@
 """
-The AGMM meta-architecture (agmm.md §2-§4): DeepLabV3+ trained from sparse labels with
+The AGMM meta-architecture (docs/agmm.md §2-§4): DeepLabV3+ trained from sparse labels with
 partial cross entropy plus adaptive Gaussian-mixture terms built per image from the decoder
 feature of the labelled pixels.
 
@@ -20,6 +20,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 
 from ...modeling.batching import stack_crops
+from ...modeling.cam import validated_image_labels
 from ...modeling.heads import DeepLabV3PlusFeatureHead
 from ...modeling.normalization import normalize_images
 
@@ -68,7 +69,7 @@ class AGMM(nn.Module):
         Args:
             sem_seg_head: a DeepLabV3PlusFeatureHead (returns the decoder feature and logits).
             enable_gmm: False trains the partial cross-entropy baseline (loss_pce only).
-            sigma_mode, proto_center, detach_gmm_target: the switches of agmm.md §9.5.
+            sigma_mode, proto_center, detach_gmm_target: the switches of docs/agmm.md §9.5.
             loss_weights: {loss name: weight} for every name of LOSS_NAMES; None: all 1.
             test_softmax: inference returns probabilities (True) or logits.
         """
@@ -134,21 +135,14 @@ class AGMM(nn.Module):
         images = stack_crops(batched_inputs, "image").to(self.device)
         labels = torch.stack([self._training_label(x) for x in batched_inputs]).to(self.device)
         if "image_labels" in batched_inputs[0]:
-            image_labels = torch.stack([self._image_labels(x) for x in batched_inputs])
+            image_labels = torch.stack(
+                [validated_image_labels(x, self.num_classes, "AGMM") for x in batched_inputs]
+            )
         else:  # dense supervision: the classes of the label itself
             image_labels = F.one_hot(labels.clamp(max=self.num_classes), self.num_classes + 1)[..., :-1]
             image_labels = image_labels.flatten(1, 2).amax(dim=1)
         feature, logits = self.network(normalize_images(images, self.pixel_mean, self.pixel_std))
         return self.losses(feature, logits, labels, image_labels.to(self.device).float())
-
-    def _image_labels(self, x):
-        labels = torch.as_tensor(x["image_labels"]).reshape(-1)
-        if labels.numel() != self.num_classes:
-            raise ValueError(
-                f"image_labels of {x.get('file_name', '?')} has {labels.numel()} entries, expected "
-                f"{self.num_classes} (MODEL.SEM_SEG_HEAD.NUM_CLASSES)"
-            )
-        return labels
 
     def _training_label(self, x):
         if "sparse_sem_seg" in x:
@@ -161,7 +155,8 @@ class AGMM(nn.Module):
         )
 
     def losses(self, feature, logits, labels, image_labels):
-        """The five terms of agmm.md §4 for a batch; labels (B, H, W) internal, image_labels (B, K)."""
+        """The five terms of docs/agmm.md §4 for a batch; labels (B, H, W) internal,
+        image_labels (B, K)."""
         K = self.num_classes
         if ((labels > K) & (labels != VOID)).any():
             raise ValueError(f"AGMM: label values must be 0..{K - 1}, {K} (unlabelled) or {VOID} (void)")

@@ -1,7 +1,17 @@
 """
 IRN's boundary branch and random walk (Ahn et al., CVPR 2019) as SIPE's VOC pseudo-label
-stage uses it (shared/specs/sipe.md §7.2); any CAM method can propagate its maps with it.
+stage uses it (docs/sipe.md §7.2); any CAM method can propagate its maps with it.
 """
-from .affinity import affinity_loss, directions, line_paths, pair_affinities, pair_labels, random_walk
+from .affinity import (
+    affinity_loss,
+    boundary_affinity_matrix,
+    boundary_random_walk,
+    boundary_transition_matrix,
+    directions,
+    line_paths,
+    pair_affinities,
+    pair_labels,
+)
 from .config import add_irn_config
-from .meta_arch import IRNEdge, IRNEdgeHead
+from .head import IRNEdgeHead
+from .meta_arch import IRNEdge

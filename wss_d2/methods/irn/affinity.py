@@ -1,6 +1,8 @@
 """
-Inter-pixel affinities from a boundary map and random-walk propagation (IRN, Ahn et al.
-CVPR 2019, as SIPE uses it: sipe.md §7.2). Everything works on the stride-4 grid.
+Inter-pixel affinities from a boundary map, IRN's affinity loss and its random walk over
+those affinities (IRN, Ahn et al. CVPR 2019, as SIPE uses it: docs/sipe.md §7.2; the generic
+transition and propagation steps are wss_d2.refinement.random_walk). Everything works on the
+stride-4 grid.
 
 The affinity of a pixel pair within `radius` is 1 − the largest boundary probability on the
 discrete line joining them. Pairs are enumerated by direction: (0, x) for 1 ≤ x < r and
@@ -13,7 +15,18 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-__all__ = ["directions", "line_paths", "pair_affinities", "pair_labels", "affinity_loss", "random_walk"]
+from ...refinement.random_walk import random_walk, transition_matrix
+
+__all__ = [
+    "directions",
+    "line_paths",
+    "pair_affinities",
+    "pair_labels",
+    "affinity_loss",
+    "boundary_affinity_matrix",
+    "boundary_transition_matrix",
+    "boundary_random_walk",
+]
 
 
 @lru_cache(maxsize=None)
@@ -84,7 +97,7 @@ def _masked_mean(values, mask):
 
 def affinity_loss(affinities, labels, radius, num_classes, background_class=0):
     """
-    IRN's boundary loss (sipe.md §7.2) from pair affinities and a label map on the same grid
+    IRN's boundary loss (docs/sipe.md §7.2) from pair affinities and a label map on the same grid
     (255 or any value >= num_classes: not a pair): positives (equal labels) should have
     affinity 1, negatives 0; background and foreground positives are averaged separately.
     Returns (loss, {"pos_bg", "pos_fg", "neg"} pair counts).
@@ -103,12 +116,12 @@ def affinity_loss(affinities, labels, radius, num_classes, background_class=0):
     return (loss_pos + loss_neg) / 2, counts
 
 
-def transition_matrix(boundary, radius=5, beta=10.0, exp_times=8):
+
+def boundary_affinity_matrix(boundary, radius=5):
     """
-    T^(2^exp_times) (n × n, n = H·W) of one (H, W) boundary map: the dense symmetric affinity
-    matrix with ones on the diagonal, raised to β element-wise, column-normalised, then
-    squared exp_times times. Pairs reaching outside the grid have affinity 0 (IRN pads the
-    boundary map with 1.0).
+    The dense symmetric (n × n, n = H·W) affinity matrix of one (H, W) boundary map, with ones
+    on the diagonal: each pair within `radius` gets its pair affinity; pairs reaching outside
+    the grid get 0 (IRN pads the boundary map with 1.0).
     """
     height, width = boundary.shape
     n = height * width
@@ -131,19 +144,18 @@ def transition_matrix(boundary, radius=5, beta=10.0, exp_times=8):
         src, dst = index[src_y[inside], src_x[inside]], index[dst_y[inside], dst_x[inside]]
         matrix[src, dst] = a
         matrix[dst, src] = a
-    matrix = matrix.pow(beta)
-    matrix = matrix / matrix.sum(dim=0, keepdim=True)
-    for _ in range(exp_times):
-        matrix = matrix @ matrix
     return matrix
 
 
-def random_walk(scores, boundary, radius=5, beta=10.0, exp_times=8):
+def boundary_transition_matrix(boundary, radius=5, beta=10.0, exp_times=8):
+    """IRN's random-walk transition T^(2^exp_times) of one (H, W) boundary map."""
+    return transition_matrix(boundary_affinity_matrix(boundary, radius), beta, exp_times)
+
+
+def boundary_random_walk(scores, boundary, radius=5, beta=10.0, exp_times=8):
     """
-    Propagate (C, H, W) scores over the (H, W) boundary map (same grid): scores × (1 − B),
-    then one multiplication by T^(2^exp_times). Returns (C, H, W).
+    IRN's propagation of (C, H, W) scores over the (H, W) boundary map (same grid): scores
+    × (1 − B), then one multiplication by T^(2^exp_times). Returns (C, H, W).
     """
-    channels, height, width = scores.shape
-    transition = transition_matrix(boundary, radius, beta, exp_times)
-    weighted = (scores * (1 - boundary)[None]).reshape(channels, -1)
-    return (weighted @ transition).reshape(channels, height, width)
+    transition = boundary_transition_matrix(boundary, radius, beta, exp_times)
+    return random_walk(scores * (1 - boundary)[None], transition)

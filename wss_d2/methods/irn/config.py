@@ -1,4 +1,4 @@
-"""IRN boundary branch and random walk config keys (sipe.md §7.2); defaults: VOC."""
+"""IRN boundary branch and random walk config keys (docs/sipe.md §7.2); defaults: VOC."""
 from detectron2.config import CfgNode as CN
 
 
@@ -25,8 +25,9 @@ def add_irn_config(cfg):
     cfg.TEST.IRN.EXP_TIMES = 8
     # CAM scores are raised to this power before propagation
     cfg.TEST.IRN.CAM_POWER = 1.5
-    # background score after propagation for CAMs without a background channel (IRN's
-    # sem_seg_bg_thres); maps with one (SIPE's IS-CAM) use their own
+    # the random walk's background score: the constant background channel of the propagated
+    # scores for CAMs without one (IRN's sem_seg_bg_thres); maps with a background channel
+    # (SIPE's IS-CAM) use their own
     cfg.TEST.IRN.BG_THRESHOLD = 0.25
     # images are zero-padded (right/bottom, after normalisation) to at least this size
     cfg.TEST.IRN.PAD_SIZE = 512

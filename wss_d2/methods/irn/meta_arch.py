@@ -1,5 +1,5 @@
 """
-IRN's boundary branch as a meta-architecture (sipe.md §7.2): a frozen ImageNet ResNet whose
+IRN's boundary branch as a meta-architecture (docs/sipe.md §7.2): a frozen ImageNet ResNet whose
 detached features feed a small edge head; trained from confident-region labels (0 = bg,
 c = class, 255 = uncertain) with the inter-pixel affinity loss; at inference it propagates an
 image's CAMs (from a `cam_file_name`, e.g. SIPE's IS-CAM) by random walk into a dense label
@@ -13,43 +13,13 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 
 from ...modeling.batching import stack_crops
+from ...modeling.cam import cams_to_class_scores
 from ...modeling.normalization import normalize_images
 
-from .affinity import affinity_loss, pair_affinities, random_walk
+from .affinity import affinity_loss, boundary_random_walk, pair_affinities
+from .head import IRNEdgeHead
 
 __all__ = ["IRNEdgeHead", "IRNEdge"]
-
-
-class IRNEdgeHead(nn.Module):
-    """
-    Per feature: 1x1 conv (no bias) → GroupNorm → ReLU, upsampled (bilinear,
-    align_corners=False) to the resolution of the second feature (stride 4) and cropped to
-    it; concatenated and fused by a 1x1 conv with bias into one boundary logit.
-    """
-
-    def __init__(self, in_channels, strides, channels=32, num_groups=4):
-        super().__init__()
-        self.strides = list(strides)
-        self.target_stride = self.strides[1] if len(self.strides) > 1 else self.strides[0]
-        self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, channels, 1, bias=False), nn.GroupNorm(num_groups, channels))
-            for c in in_channels
-        )
-        self.fuse = nn.Conv2d(channels * len(in_channels), 1, 1, bias=True)
-
-    def forward(self, features):
-        outputs, size = [], None
-        for branch, stride, x in zip(self.branches, self.strides, features):
-            x = branch(x)
-            if stride > self.target_stride:
-                x = F.interpolate(x, scale_factor=stride // self.target_stride, mode="bilinear", align_corners=False)
-            x = F.relu(x)
-            if stride == self.target_stride and size is None:
-                size = x.shape[-2:]
-            outputs.append(x)
-        size = size or outputs[-1].shape[-2:]
-        outputs = [x[..., : size[0], : size[1]] for x in outputs]
-        return self.fuse(torch.cat(outputs, dim=1))[:, 0]
 
 
 @META_ARCH_REGISTRY.register()
@@ -184,13 +154,13 @@ class IRNEdge(nn.Module):
         labels = torch.as_tensor(input["cam_labels"], device=self.device)
         scores = F.interpolate(cams[None], size=boundary.shape, mode="bilinear", align_corners=False)[0]
         scores = scores.clamp_min(0).pow(self.cam_power)
-        propagated = random_walk(scores, boundary, self.rw_radius, self.beta, self.exp_times)
+        propagated = boundary_random_walk(scores, boundary, self.rw_radius, self.beta, self.exp_times)
         propagated = F.interpolate(
             propagated[None], scale_factor=self.stride, mode="bilinear", align_corners=False
         )[0, :, :height, :width]
         propagated = propagated / propagated.max().clamp_min(1e-8)
-        sem_seg = torch.zeros((self.num_classes, height, width), device=self.device)
-        sem_seg[labels] = propagated
-        if self.background_class not in labels.tolist():  # foreground CAMs: IRN's constant background
-            sem_seg[self.background_class] = self.bg_threshold
+        # foreground-only CAMs get IRN's constant background score (TEST.IRN.BG_THRESHOLD)
+        sem_seg = cams_to_class_scores(
+            propagated, labels, self.num_classes, self.background_class, self.bg_threshold
+        )
         return {"sem_seg": sem_seg, "sem_seg_kind": self.sem_seg_kind, "boundary": boundary}

@@ -1,4 +1,4 @@
-"""SIPE's backbone (sipe.md §2.1-2.2): ResNet at output stride 16 with an undilated stride-1 res5."""
+"""SIPE's backbone (docs/sipe.md §2.1-2.2): ResNet at output stride 16 with an undilated stride-1 res5."""
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 

@@ -1,27 +1,27 @@
 """
-SIPE's equations (shared/specs/sipe.md §2.4, §3), batched over images. Shapes: N images,
+SIPE's equations (docs/sipe.md §2.4, §3), batched over images. Shapes: N images,
 K foreground classes, channel 0 = background, h x w positions (stride 16), Ω = h·w.
+The normalised CAM M (docs/sipe.md §3.1) is shared with other CAM methods: wss_d2.modeling.cam.
 """
 import torch
 import torch.nn.functional as F
 
+from ...modeling.cam import EPS, max_normalize
+
 __all__ = [
     "hierarchical_feature",
-    "normalized_cams",
     "structure_aware_seeds",
     "image_specific_prototypes",
     "image_specific_cams",
     "gsc_loss",
 ]
 
-EPS = 1e-5
-
 
 def hierarchical_feature(side_outputs, size):
     """
-    F_h (§2.4): each side output L2-normalised over channels (÷ (‖s‖ + 1e-5)), resized to
-    `size` (bilinear, align_corners=False, no antialias), concatenated in order; not
-    re-normalised after concatenation.
+    F_h (docs/sipe.md §2.4): each side output L2-normalised over channels (÷ (‖s‖ + 1e-5)),
+    resized to `size` (bilinear, align_corners=False, no antialias), concatenated in order;
+    not re-normalised after concatenation.
     """
     parts = []
     for side in side_outputs:
@@ -32,22 +32,10 @@ def hierarchical_feature(side_outputs, size):
     return torch.cat(parts, dim=1)
 
 
-def normalized_cams(logits, eps=EPS):
-    """
-    (N, K+1, h, w) maps from raw logits (N, K, h, w) (§3.1): M_c = ReLU(z_c) / (max ReLU(z_c)
-    + eps) for every class, and the background M_0 = 1 − max_c M_c over all K classes
-    (absent ones included). Differentiable, max-normalisation included.
-    """
-    cams = F.relu(logits)
-    cams = cams / (cams.flatten(2).max(dim=2).values[..., None, None] + eps)
-    background = 1 - cams.max(dim=1, keepdim=True).values
-    return torch.cat([background, cams], dim=1)
-
-
 def structure_aware_seeds(cams, seed_feature, label_mask, background_weight=0.5):
     """
-    Seeds (§3.2): the one-hot (N, K+1, h, w) assignment of each position to the channel whose
-    map best overlaps the position's structure map S_i(j) = ReLU(f̂(i)·f̂(j)) in soft IoU
+    Seeds (docs/sipe.md §3.2): the one-hot (N, K+1, h, w) assignment of each position to the
+    channel whose map best overlaps the position's structure map S_i(j) = ReLU(f̂(i)·f̂(j)) in soft IoU
     C_k(i) = I / (Σ_j S_i(j) + Σ_j M_k(j) − I), I = Σ_j S_i(j) M_k(j); the background IoU is
     multiplied by `background_weight` (α = 0.5). Positions are then masked by `label_mask`
     (N, K+1, h, w) (or (N, K+1) broadcast): an argmax on an absent class or on padding gives
@@ -63,7 +51,7 @@ def structure_aware_seeds(cams, seed_feature, label_mask, background_weight=0.5)
         maps = cams.detach().flatten(2)  # N, K+1, Ω
         intersection = maps @ structure  # I_k(i) = Σ_j M_k(j) S(j, i) = Σ_j S_i(j) M_k(j)
         union = structure.sum(dim=1)[:, None, :] + maps.sum(dim=2, keepdim=True) - intersection
-        # 0/0 (a zero feature against an all-zero map) is no overlap, not NaN (pitfall 12)
+        # 0/0 (a zero feature against an all-zero map) is no overlap, not NaN (docs/sipe.md §11.12)
         iou = torch.nan_to_num(intersection / union, nan=0.0)
         iou[:, 0] *= background_weight
         assignment = iou.argmax(dim=1)  # ties: lowest channel, as torch.argmax
@@ -76,8 +64,8 @@ def structure_aware_seeds(cams, seed_feature, label_mask, background_weight=0.5)
 
 def image_specific_prototypes(seeds, hier_feature):
     """
-    P_k = (1/Ω) Σ_i R_k(i) F_h(i) (§3.3; the code divides by Ω, the paper by the seed count:
-    only the direction matters). (N, K+1, D); classes without seeds get 0.
+    P_k = (1/Ω) Σ_i R_k(i) F_h(i) (docs/sipe.md §3.3; the code divides by Ω, the paper by the
+    seed count: only the direction matters). (N, K+1, D); classes without seeds get 0.
     Differentiable w.r.t. the hierarchical feature only.
     """
     n, channels = seeds.shape[:2]
@@ -86,7 +74,7 @@ def image_specific_prototypes(seeds, hier_feature):
 
 
 def image_specific_cams(hier_feature, prototypes, eps=1e-8):
-    """IS-CAM (§3.4): ReLU(cos(F_h(i), P_k)) with PyTorch's cosine_similarity semantics
+    """IS-CAM (docs/sipe.md §3.4): ReLU(cos(F_h(i), P_k)) with PyTorch's cosine_similarity semantics
     (a zero prototype gives exactly 0). (N, K+1, h, w)."""
     feature = hier_feature.flatten(2)  # N, D, Ω
     dots = prototypes @ feature  # N, K+1, Ω
@@ -97,9 +85,8 @@ def image_specific_cams(hier_feature, prototypes, eps=1e-8):
 
 def gsc_loss(cams, is_cams, eps=EPS):
     """
-    General-Specific Consistency (§3.5): mean over images, all K+1 channels and all positions
-    of |M_k(i) − M̃_k(i) / (max M̃_k + eps)|, with M the (masked) normalised CAM. Both sides
+    General-Specific Consistency (docs/sipe.md §3.5): mean over images, all K+1 channels and
+    all positions of |M_k(i) − M̃_k(i) / (max M̃_k + eps)|, with M the (masked) normalised CAM. Both sides
     receive gradients (no detach).
     """
-    normalized = is_cams / (is_cams.flatten(2).max(dim=2).values[..., None, None] + eps)
-    return (cams - normalized).abs().mean()
+    return (cams - max_normalize(is_cams, eps)).abs().mean()

@@ -1,35 +1,40 @@
 """
-The SIPE meta-architecture (sipe.md §2-§5): a ResNet classifier whose CAM, turned into seeds
+The SIPE meta-architecture (docs/sipe.md §2-§5): a ResNet classifier whose CAM, turned into seeds
 by structure-aware IoU, gives image-specific prototypes on a hierarchical side feature; the
 prototypes' cosine maps (IS-CAM) are trained to agree with the CAM (GSC loss).
 
 Training: batched crops with `image`, `valid_mask` and `image_labels` (tags) from
 WeakLabelDatasetMapper; returns {"loss_cls", "loss_gsc"}.
-Inference: one image at its original size; multi-scale + flip inside the network (§5);
+Inference: one image at its original size; multi-scale + flip inside the network (docs/sipe.md §5);
 returns "cams" (len(keys), H, W) with "cam_labels" = keys (background first, then the
 image's classes; or the plain CAM's foreground maps with MODEL.SIPE.TEST_OUTPUT "cam") and
 "sem_seg" (num_classes, H, W) scores for the mIoU evaluator: non-negative max-normalised maps,
 declared as `sem_seg_kind` "scores" (probabilities = maps / their per-pixel sum).
 """
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 
 from ...modeling.batching import stack_crops
+from ...modeling.cam import (
+    EPS,
+    cams_to_class_scores,
+    foreground_tags,
+    fuse_flip,
+    multi_scale_cams,
+    normalized_cams,
+    resize_bicubic,
+)
 from ...modeling.normalization import normalize_images
 
 from .equations import (
-    EPS,
     gsc_loss,
     hierarchical_feature,
     image_specific_cams,
     image_specific_prototypes,
-    normalized_cams,
     structure_aware_seeds,
 )
 
@@ -39,43 +44,9 @@ SEED_FEATURES = ("res5", "hier")
 TEST_OUTPUTS = ("is_cam", "cam")
 
 
-def resize_bicubic(image, size):
-    """(3, H, W) uint8 tensor resized to `size` (h, w) with PIL bicubic (§4.3, pitfall 14)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    if image.dtype != torch.uint8:
-        raise TypeError(
-            f"SIPE resizes uint8 images with PIL bicubic, got a {image.dtype} image of shape "
-            f"{tuple(image.shape)}; under TEST.TTA scales set TEST.TTA.ROUND_RESIZED_IMAGE True"
-        )
-    array = image.permute(1, 2, 0).cpu().numpy()
-    resized = Image.fromarray(array).resize((size[1], size[0]), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
-
-
 def image_tags(batched_inputs, num_classes, background_class, device):
-    """
-    (N, K) foreground tags from the mapper's (num_classes,) `image_labels` (background column
-    dropped), with an error naming the image when they are missing or have the wrong length.
-    """
-    tags = []
-    for x in batched_inputs:
-        labels = x.get("image_labels")
-        name = x.get("file_name", x.get("image_id", "?"))
-        if labels is None:
-            raise KeyError(
-                f"SIPE needs image tags ('image_labels') for {name}: train on a tag set (e.g. *_tags) "
-                "or evaluate on a split whose mapper provides them"
-            )
-        labels = torch.as_tensor(labels).reshape(-1)
-        if labels.numel() != num_classes:
-            raise ValueError(
-                f"image_labels of {name} has {labels.numel()} entries, expected {num_classes} "
-                "(MODEL.SEM_SEG_HEAD.NUM_CLASSES, background included)"
-            )
-        keep = torch.arange(num_classes) != background_class
-        tags.append(labels[keep].float())
-    return torch.stack(tags).to(device)
+    """(N, K) foreground tags from the mapper's (num_classes,) `image_labels` (wss_d2.modeling.cam)."""
+    return foreground_tags(batched_inputs, num_classes, background_class, "SIPE", device)
 
 
 @META_ARCH_REGISTRY.register()
@@ -103,6 +74,7 @@ class SIPE(nn.Module):
         test_scales=(1.0, 0.5, 1.5, 2.0),
         test_flip=True,
         test_output="is_cam",
+        cam_background_score=0.15,
         pixel_mean,
         pixel_std,
     ):
@@ -112,11 +84,13 @@ class SIPE(nn.Module):
             num_classes: classes including the background (K + 1).
             side_channels: output channels of the 1x1 side convs, one per side feature.
             detach_backbone_at: stage whose output is detached before the next one ("res3":
-                stem..res3 never train, §2.2); "" for none (training from scratch).
+                stem..res3 never train, docs/sipe.md §2.2); "" for none (training from scratch).
             background_weight: α, the factor of the background IoU in seed locating.
-            seed_feature_train / seed_feature_test: "res5" or "hier" (F_h), §3.2.
-            test_scales, test_flip: the multi-scale + flip protocol of §5.
+            seed_feature_train / seed_feature_test: "res5" or "hier" (F_h), docs/sipe.md §3.2.
+            test_scales, test_flip: the multi-scale + flip protocol of docs/sipe.md §5.
             test_output: "is_cam" (SIPE) or "cam" (the plain CAM baseline, foreground maps).
+            cam_background_score: constant background score of sem_seg with test_output "cam"
+                (its maps have no background channel).
         """
         super().__init__()
         for name, value, choices in (
@@ -139,7 +113,7 @@ class SIPE(nn.Module):
         self.detach_backbone_at = detach_backbone_at
         self.num_classes = num_classes
         self.background_class = background_class
-        # all new layers: 1x1 convs, no bias, PyTorch's default init (§2.3)
+        # all new layers: 1x1 convs, no bias, PyTorch's default init (docs/sipe.md §2.3)
         self.sides = nn.ModuleList(
             nn.Conv2d(shapes[f].channels, c, 1, bias=False) for f, c in zip(side_features, side_channels)
         )
@@ -152,6 +126,7 @@ class SIPE(nn.Module):
         self.test_scales = tuple(test_scales)
         self.test_flip = test_flip
         self.test_output = test_output
+        self.cam_background_score = cam_background_score
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # label value of each foreground channel (the classifier's channel c is class fg[c])
@@ -177,6 +152,7 @@ class SIPE(nn.Module):
             "test_scales": tuple(cfg.TEST.SIPE.SCALES),
             "test_flip": cfg.TEST.SIPE.FLIP,
             "test_output": sipe.TEST_OUTPUT,
+            "cam_background_score": sipe.CAM_BACKGROUND_SCORE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
@@ -187,7 +163,8 @@ class SIPE(nn.Module):
 
     # ----------------------------------------------------------------------- network
     def _backbone_features(self, images):
-        """Backbone features with the stage `detach_backbone_at` cut from the graph (§2.2)."""
+        """Backbone features with the stage `detach_backbone_at` cut from the graph
+        (docs/sipe.md §2.2)."""
         if not self.detach_backbone_at:
             return self.backbone(images)
         if self.detach_backbone_at not in self.backbone.stage_names:
@@ -206,7 +183,8 @@ class SIPE(nn.Module):
         return outputs
 
     def _network(self, images):
-        """Raw CAM logits (N, K, h, w), F_h (N, D, h, w) and the last feature x5 (§2.3-§3.1)."""
+        """Raw CAM logits (N, K, h, w), F_h (N, D, h, w) and the last feature x5 (docs/sipe.md
+        §2.3-§3.1)."""
         features = self._backbone_features(images)
         x5 = features[self.side_features[-1]]
         logits = self.classifier(x5)
@@ -216,7 +194,8 @@ class SIPE(nn.Module):
         return logits, hier, x5
 
     def normalize(self, images, valid_mask=None):
-        return normalize_images(images, self.pixel_mean, self.pixel_std, valid_mask)  # padding: 0 (§4.3)
+        # padding becomes 0 (docs/sipe.md §4.3)
+        return normalize_images(images, self.pixel_mean, self.pixel_std, valid_mask)
 
     # ----------------------------------------------------------------------- training
     def forward(self, batched_inputs):
@@ -229,14 +208,14 @@ class SIPE(nn.Module):
         return self.losses(*self._network(images), tags, valid.to(self.device))
 
     def losses(self, logits, hier, x5, tags, valid):
-        """L_cls + L_gsc (§3.5) for a batch; `valid` (N, H, W) the crop-validity mask."""
+        """L_cls + L_gsc (docs/sipe.md §3.5) for a batch; `valid` (N, H, W) the crop-validity mask."""
         n, k, h, w = logits.shape
-        scores = logits.mean(dim=(2, 3))  # GAP of raw logits, padding included (pitfall 9)
+        scores = logits.mean(dim=(2, 3))  # GAP of raw logits, padding included (docs/sipe.md §11.9)
         loss_cls = F.multilabel_soft_margin_loss(scores, tags)
-        # V at stride 16 by legacy nearest: the top-left pixel of each cell (§4.4)
+        # V at stride 16 by legacy nearest: the top-left pixel of each cell (docs/sipe.md §4.4)
         valid = F.interpolate(valid[:, None], size=(h, w), mode="nearest")
         mask = valid * torch.cat([torch.ones_like(tags[:, :1]), tags], dim=1)[:, :, None, None]
-        cams = normalized_cams(logits) * mask  # masked before seed locating (pitfall 8)
+        cams = normalized_cams(logits) * mask  # masked before seed locating (docs/sipe.md §11.8)
         seed_feature = x5 if self.seed_feature_train == "res5" else hier
         seeds, _ = structure_aware_seeds(cams, seed_feature, mask, self.background_weight)
         is_cams = image_specific_cams(hier, image_specific_prototypes(seeds, hier))
@@ -246,17 +225,15 @@ class SIPE(nn.Module):
     # ----------------------------------------------------------------------- inference
     @torch.no_grad()
     def inference(self, input):
-        """Multi-scale + flip localisation maps of one image (§5), at its original size."""
-        image = input["image"]
-        height, width = image.shape[-2:]
+        """Multi-scale + flip localisation maps of one image (docs/sipe.md §5), at its original size."""
         tags = image_tags([input], self.num_classes, self.background_class, self.device)[0]
-        total = None
-        for scale in self.test_scales:
-            size = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
-            maps = self._scale_maps(self.normalize(resize_bicubic(image, size)[None]), tags)
-            maps = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)[0]
-            total = maps if total is None else total + maps  # sum, no per-scale normalisation
-        total = total / (total.flatten(1).max(dim=1).values[:, None, None] + EPS)
+        total = multi_scale_cams(
+            input["image"],
+            self.test_scales,
+            lambda resized: self._scale_maps(self.normalize(resized[None]), tags),
+            resize=resize_bicubic,
+            eps=EPS,
+        )[0]
 
         present = self.foreground_labels[tags > 0]
         if self.test_output == "is_cam":
@@ -264,25 +241,25 @@ class SIPE(nn.Module):
             cams = total[torch.cat([torch.zeros(1, dtype=torch.long, device=self.device), 1 + (tags > 0).nonzero()[:, 0]])]
         else:
             keys, cams = present, total[(tags > 0).nonzero()[:, 0]]
-        sem_seg = torch.zeros((self.num_classes, height, width), device=self.device)
-        sem_seg[keys] = cams
-        if self.test_output == "cam":  # no background channel: IRN's constant background score
-            sem_seg[self.background_class] = 0.15
+        # the plain CAM has no background channel: MODEL.SIPE.CAM_BACKGROUND_SCORE stands in for it
+        sem_seg = cams_to_class_scores(
+            cams, keys, self.num_classes, self.background_class, self.cam_background_score
+        )
         return {"cams": cams, "cam_labels": keys, "sem_seg": sem_seg, "sem_seg_kind": self.sem_seg_kind}
 
     def _scale_maps(self, image, tags):
         """
         (1, K+1, h, w) unnormalised IS-CAM of one scale (or, for the plain CAM, (1, K, h, w)
         ReLU logits), with the flip fused inside: raw logits and F_h of the image and its
-        mirror are summed before any ReLU, normalisation or seed locating (pitfall 16).
+        mirror are summed before any ReLU, normalisation or seed locating (docs/sipe.md §11.16).
         """
         batch = torch.cat([image, image.flip(-1)]) if self.test_flip else image
         logits, hier, x5 = self._network(batch)
         if self.test_flip:
-            logits, hier, x5 = (t[:1] + t[1:].flip(-1) for t in (logits, hier, x5))
+            logits, hier, x5 = (fuse_flip(t, "sum") for t in (logits, hier, x5))
         if self.test_output == "cam":
             return F.relu(logits)
-        cams = normalized_cams(logits)  # no label masking at inference (pitfall 8)
+        cams = normalized_cams(logits)  # no label masking at inference (docs/sipe.md §11.8)
         label_mask = torch.cat([torch.ones(1, device=self.device), tags])[None]
         seed_feature = hier if self.seed_feature_test == "hier" else x5
         seeds, _ = structure_aware_seeds(cams, seed_feature, label_mask, self.background_weight)

@@ -1,4 +1,4 @@
-"""BatchNorm with frozen statistics but trainable affine parameters (SIPE, sipe.md §2.1)."""
+"""BatchNorm with frozen statistics but trainable affine parameters (SIPE, docs/sipe.md §2.1)."""
 import torch.nn.functional as F
 from torch import nn
 

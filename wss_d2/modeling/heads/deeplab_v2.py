@@ -1,6 +1,6 @@
 """
-DeepLab-v2's ASPP head (Chen et al., TPAMI 2017), the second-stage model of SIPE (sipe.md
-§8.1, as in deeplab-pytorch): four parallel 3x3 convs with dilations 6/12/18/24 (with bias)
+DeepLab-v2's ASPP head (Chen et al., TPAMI 2017), the second-stage model of SIPE
+(docs/sipe.md §8.1, as in deeplab-pytorch): four parallel 3x3 convs with dilations 6/12/18/24 (with bias)
 from the deepest feature straight to class scores, summed. Trained at the logits' stride
 against nearest-downsampled labels; upsampled bilinearly at inference.
 """

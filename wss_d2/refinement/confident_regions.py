@@ -1,13 +1,13 @@
 """
 Confident-region pseudo labels from localisation maps with a background channel (SIPE's
-`cam2ir`, sipe.md §7.1): dense CRF with "labels as unary" on two argmax maps, one with the
+`cam2ir`, docs/sipe.md §7.1): dense CRF with "labels as unary" on two argmax maps, one with the
 background channel as is (confident foreground) and one with it scaled by BG_SCALE (0.5:
 confident background); foreground from the first, background where both agree, the rest
-uncertain (255). These train IRN's boundary branch (VOC) or are the labels (COCO, §7.3).
+uncertain (255). These train IRN's boundary branch (VOC) or are the labels (COCO, docs/sipe.md §7.3).
 """
 import numpy as np
 
-from .crf import CRFJob
+from ..inference.crf import CRFJob
 
 __all__ = ["ir_label_jobs", "combine_confident_regions"]
 
@@ -26,7 +26,8 @@ def ir_label_jobs(image, cams, cam_labels, *, background_class=0, bg_scale=0.5, 
             f"got channels {cam_labels.tolist()}"
         )
     fg_argmax = cams.argmax(0)
-    scaled = cams.copy()  # the original scales in place (pitfall 21): work on a copy
+    # the original scales the caller's array in place (docs/sipe.md §11.21): work on a copy
+    scaled = cams.copy()
     scaled[0] *= bg_scale
     bg_argmax = scaled.argmax(0)
     n = len(cam_labels)
@@ -40,7 +41,7 @@ def combine_confident_regions(fg_conf, bg_conf, cam_labels, *, ignore_label=255,
     """
     Label map from the two CRF outputs (channel indices): cam_labels[fg_conf] where it is a
     foreground channel, background where both are background, `ignore_label` elsewhere
-    (or background with keep_uncertain=False, COCO's default, §7.3).
+    (or background with keep_uncertain=False, COCO's default, docs/sipe.md §7.3).
     """
     cam_labels = np.asarray(cam_labels).reshape(-1)
     label = cam_labels[fg_conf].astype(np.uint8)
