@@ -1,0 +1,34 @@
+"""
+SPML: universal weakly supervised segmentation by pixel-to-segment contrastive learning (Ke et al.,
+ICLR 2021). Core computations only, nothing registered yet:
+`segments.py` the per-iteration segment formation (spherical k-means on [ê ⊕ xy], split by over-segment
+and weak label, prototypes), `losses.py` the pixel-to-segment contrastive loss and its relations
+(V, C, O, A) with the per-setting weights, `memory.py` the cross-process segment gather and the prototype
+memory bank, `retrieval.py` the k-NN segment retrieval.
+"""
+from .segments import (
+    Segments,
+    form_segments,
+    grid_cluster_ids,
+    image_tags,
+    location_features,
+    segment_majority,
+    segment_prototypes,
+    smoothed_color_features,
+    spherical_kmeans,
+)
+from .losses import (
+    SPML_SETTINGS,
+    SPMLCandidates,
+    feature_affinity_label_sets,
+    feature_affinity_loss,
+    group_mean,
+    image_similarity_loss,
+    pixel_segment_contrastive_loss,
+    relation_masks,
+    semantic_annotation_loss,
+    semantic_cooccurrence_loss,
+    spml_total_loss,
+)
+from .memory import PrototypeMemoryBank, append_memory, gather_segments
+from .retrieval import build_segment_memory, image_segments, knn_segment_retrieval, knn_vote
