@@ -32,7 +32,7 @@ setup(
         "tabulate",
         "tensorboard",
         "pydensecrf2",  # provides the `pydensecrf` module (dense CRF, imported where it runs)
-        "scikit-image",  # skeletons for simulated scribbles
+        "scikit-image",  # skeletons for simulated scribbles; Felzenszwalb fallback over-segmentations (SPML)
     ],
     extras_require={
         "datasets": DATASETS_REQUIRES,

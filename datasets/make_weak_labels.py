@@ -11,25 +11,34 @@ VOC-style layout under --output:
     scribbles  scribble/seginst[_<f>]/<id>.png  fraction f of each region's skeleton, 3 px wide
     clicks     <N>clicks/<id>.png         N single pixels per image among valid pixels
     weak_labels.json                      parameters and the achieved densities
+    overseg    overseg_felzenszwalb/<id>.png  fallback over-segmentation of each image (8-bit
+               region ids 0..254, SPML's format) from scikit-image's
+               felzenszwalb(scale=200, sigma=0.8, min_size=50), the scale doubled until an image
+               has at most 255 regions; overseg.json: parameters and region counts. Needs
+               images only, no masks, so it also serves users' own registered data.
 Sparse PNGs hold K (the number of classes) on unlabelled pixels (the AGMM/SPML convention).
 
 Usage:
     python datasets/make_weak_labels.py --dataset voc_2012_train_aug_sem_seg \\
         --output datasets/VOC2012 --kinds scribbles --scribble-fraction 0.3
+    python datasets/make_weak_labels.py --dataset my_train_set --output datasets/mine --kinds overseg
 """
 import argparse
 import json
 import logging
+import os
 
 
 def parse_args(argv=None):
     from wss_d2.data.weak_labels.kinds import SIMULATED_KINDS
+    from wss_d2.data.weak_labels.overseg import OVERSEG_PARAMETERS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, help="registered dataset with full masks (sem_seg_file_name)")
+    parser.add_argument("--dataset", required=True, help="registered dataset; full masks (sem_seg_file_name) needed except for --kinds overseg")
     parser.add_argument("--output", required=True, help="folder to write the weak labels into")
     parser.add_argument(
-        "--kinds", nargs="+", default=list(SIMULATED_KINDS), choices=SIMULATED_KINDS,
+        "--kinds", nargs="+", default=list(SIMULATED_KINDS), choices=SIMULATED_KINDS + (OVERSEG_KIND,),
+        help=f"default: the simulated kinds {list(SIMULATED_KINDS)}; '{OVERSEG_KIND}' writes over-segmentations",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--points-per-object", type=int, default=1)
@@ -37,7 +46,17 @@ def parse_args(argv=None):
     parser.add_argument("--scribble-fraction", type=float, nargs="+", default=[1.0],
                         help="kept fraction of each skeleton; several write a folder each")
     parser.add_argument("--clicks", type=int, default=20, help="clicks per image")
+    parser.add_argument("--overseg-scale", type=float, default=OVERSEG_PARAMETERS["scale"],
+                        help="felzenszwalb scale (larger: fewer, larger regions)")
+    parser.add_argument("--overseg-sigma", type=float, default=OVERSEG_PARAMETERS["sigma"],
+                        help="felzenszwalb Gaussian pre-smoothing")
+    parser.add_argument("--overseg-min-size", type=int, default=OVERSEG_PARAMETERS["min_size"],
+                        help="felzenszwalb minimum region size (pixels)")
     return parser.parse_args(argv)
+
+
+OVERSEG_KIND = "overseg"
+OVERSEG_FOLDER = "overseg_felzenszwalb"
 
 
 def main(argv=None):
@@ -50,16 +69,28 @@ def main(argv=None):
     if args.dataset not in DatasetCatalog.list():
         raise SystemExit(f"Unknown dataset {args.dataset!r}; registered wss_d2 datasets: see datasets/README.md")
     records = DatasetCatalog.get(args.dataset)
+    for record in records:
+        record.setdefault("image_id", record["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    simulated = [k for k in args.kinds if k != OVERSEG_KIND]
+    summary = {}
+    if OVERSEG_KIND in args.kinds:
+        from wss_d2.data.weak_labels.overseg import write_oversegmentations
+
+        summary[OVERSEG_KIND] = write_oversegmentations(
+            records, os.path.join(args.output, OVERSEG_FOLDER),
+            scale=args.overseg_scale, sigma=args.overseg_sigma, min_size=args.overseg_min_size,
+        )
+    if not simulated:
+        print(json.dumps(summary, indent=2))
+        return summary
     without_masks = [r["file_name"] for r in records if "sem_seg_file_name" not in r]
     if without_masks:
         raise SystemExit(f"Dataset {args.dataset} has images without full masks, e.g. {without_masks[0]}")
-    for record in records:
-        record.setdefault("image_id", record["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0])
     meta = MetadataCatalog.get(args.dataset)
-    summary = write_weak_labels(
+    summary.update(write_weak_labels(
         records,
         args.output,
-        kinds=args.kinds,
+        kinds=simulated,
         num_classes=len(meta.stuff_classes),
         class_names=meta.stuff_classes,
         ignore_label=meta.get("ignore_label", 255),
@@ -69,7 +100,7 @@ def main(argv=None):
         background_points=args.background_points,
         scribble_fraction=args.scribble_fraction,
         num_clicks=args.clicks,
-    )
+    ))
     print(json.dumps(summary, indent=2))
     return summary
 

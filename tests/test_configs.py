@@ -28,6 +28,10 @@ TRAINS_ON = {
     "IRNEdge": {"full", "pseudo"},
     "AGMM": {"full", "pseudo", "weak_shot", "scribbles", "points", "clicks"},
     "SIPE": {"tags", "scribbles", "points", "clicks"},
+    # SPML stage A: sparse_sem_seg (scribbles, points, the CAM-derived labels of tags and boxes) or sem_seg;
+    # stage C: the stage-B pseudo labels (sem_seg)
+    "SPMLEmbedder": {"full", "pseudo", "cam_labels", "scribbles", "points", "clicks"},
+    "SPMLClassifier": {"full", "pseudo"},
 }
 SEMANTIC_EVALUATOR_TYPES = ("sem_seg",)
 

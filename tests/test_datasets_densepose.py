@@ -112,7 +112,7 @@ def test_dicts(tmp_path, monkeypatch, leading_slash):
             key, label_dir = "sparse_sem_seg_file_name", "densepose_points"
         else:
             key, label_dir = "sem_seg_file_name", "densepose"
-        assert DatasetCatalog.get(name) == [
+        expected = [
             {
                 "file_name": os.path.join(root, "images", folder, stem + ".jpg"),
                 "image_id": stem,
@@ -120,6 +120,10 @@ def test_dicts(tmp_path, monkeypatch, leading_slash):
             }
             for stem in stems
         ]
+        if list_name == POINTS_LIST:  # two-column list: the default PMI-owt-ucm place
+            for record, stem in zip(expected, stems):
+                record["overseg_file_name"] = os.path.join(root, "seginst", "pmi_0.1_256", stem + ".png")
+        assert DatasetCatalog.get(name) == expected
         meta = MetadataCatalog.get(name)
         assert meta.image_root == os.path.join(root, "images")
         root_key = "sparse_sem_seg_root" if key.startswith("sparse") else "sem_seg_root"

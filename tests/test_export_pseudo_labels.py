@@ -183,3 +183,25 @@ def test_cam_background_score_reaches_the_export(synthetic_dir, tmp_path, restor
 
     assert any((label != 0).any() for label in export("default"))  # 0.15: the CAMs win somewhere
     assert all((label == 0).all() for label in export("high", "TEST.EXPORT.CAM_BACKGROUND_SCORE", "2.0"))
+
+
+def test_spml_sources_are_documented_and_refuse_the_generic_flags(capsys):
+    """SPML's stage-B generators (wss_d2.refinement.spml_generators) are --source values with --help text;
+    they run their own masking and CRF, and only spml_knn takes (and needs) --memory-dataset."""
+    from wss_d2.refinement import SPML_SOURCES
+
+    tool = _tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in SPML_SOURCES:
+        assert f"{name}: SPML (" in help_text
+    base = ["--config-file", "x.yaml", "--dataset", "d", "--output", "o"]
+    assert tool.parse_args(base + ["--source", "spml_softmax_rw"]).source == "spml_softmax_rw"
+    assert tool.parse_args(base + ["--source", "spml_knn", "--memory-dataset", "m"]).memory_dataset == "m"
+    for bad in (["--source", "spml_softmax_rw", "--crf"], ["--source", "spml_cam_rw", "--restrict-to-tags"],
+                ["--source", "spml_knn"], ["--source", "spml_softmax_rw", "--memory-dataset", "m"],
+                ["--memory-dataset", "m"]):
+        with pytest.raises(SystemExit):
+            tool.parse_args(base + bad)
+    assert "--memory-dataset" in capsys.readouterr().err

@@ -3,15 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wss_d2.methods.spml.segments import (
-    distance_kernel,
-    form_segments,
-    grid_cluster_ids,
-    location_features,
-    segment_majority,
-    smoothed_color_features,
-    spherical_kmeans,
-)
+from wss_d2.methods.spml.segments import distance_kernel, form_segments, smoothed_color_features
+from wss_d2.modeling.kmeans import grid_cluster_ids, location_features, segment_majority, spherical_kmeans
 
 
 def test_grid_ids_round_a_linspace():

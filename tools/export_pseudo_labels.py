@@ -26,6 +26,24 @@ wss_d2.inference.scores) before the CRF and --threshold.
 TEST.EXPORT.CAM_BACKGROUND_SCORE (0.15; formerly --bg-threshold). The refinement itself
 (probabilities, tag restriction, CRF labels, confident regions, quality) is wss_d2.refinement.
 
+SPML's stage-B generators (docs/spml.md §9.4; wss_d2.refinement.spml_generators) are sources of
+their own: the model is a stage-A SPMLEmbedder (outputs "embedding" and "sem_seg"), run at the
+generator's scales and flips without TEST.TTA, and the generator's own class masking, random walk and
+CRF (TEST.CRF.*, whose defaults are SPML's) replace --restrict-to-tags and --crf:
+
+    spml_softmax_rw       (a) boxes, scribbles, points: softmax + random walk + CRF
+    spml_cam_rw           (b) tags, round 1: the CAMs of --dataset (a DATASETS.CAMS registration)
+                          + random walk + CRF
+    spml_knn              (c) tags: k-NN segment retrieval in the segments of --memory-dataset
+                          (a registered split with pseudo labels, e.g. DATASETS.PSEUDO_LABELS) + CRF
+    spml_softmax_rw1      (d) tags, round 2: softmax + one random-walk step, no CRF
+    spml_densepose_nn_rw  (e) DensePose points: nearest labelled prototype + random walk + CRF,
+                          the point map's void pixels kept 255
+
+    python tools/export_pseudo_labels.py --config-file configs/voc/spml_R101_scribbles.yaml \\
+        --dataset voc_2012_train_aug_scribbles --weights output/spml/stage_a/model_final.pth \\
+        --source spml_softmax_rw --output pseudo/spml_scribbles
+
 --output and --save-cams are written to temporary sibling folders that replace the targets only
 when the export has finished, so a failed export leaves no partial folder and an earlier
 complete one intact (wss_d2.utils.atomic_folder). An existing target is replaced only if it
@@ -46,14 +64,25 @@ LABEL_FOLDER_FILES = (".png", QUALITY_FILE, SECOND_STAGE_FILE)
 CAM_FOLDER_FILES = (".npy",)
 
 
+def spml_sources():
+    """{--source name: help} of SPML's stage-B generators (wss_d2.refinement.spml_generators)."""
+    from wss_d2.refinement.spml_generators import SPML_SOURCES
+
+    return {name: entry[3] for name, entry in SPML_SOURCES.items()}
+
+
 def parse_args(argv=None):
+    spml = spml_sources()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, help="config of the trained model")
     parser.add_argument("--dataset", required=True, help="registered split to label (its images are used)")
     parser.add_argument("--output", required=True, help="folder for <image_id>.png and second_stage.yaml")
     parser.add_argument("--weights", default="", help="checkpoint (default: MODEL.WEIGHTS)")
-    parser.add_argument("--source", choices=["sem_seg", "cams"], default="sem_seg",
-                        help="the model's segmentation scores, or its CAMs (outputs 'cams', 'cam_labels')")
+    parser.add_argument("--source", choices=["sem_seg", "cams", *spml], default="sem_seg",
+                        help="the model's segmentation scores, or its CAMs (outputs 'cams', 'cam_labels'), or one "
+                             "of SPML's stage-B generators: " + "; ".join(f"{k}: {v}" for k, v in spml.items()))
+    parser.add_argument("--memory-dataset", default="",
+                        help="--source spml_knn: registered split whose pseudo labels (sem_seg) label the k-NN memory")
     # a former flag, now the config key TEST.EXPORT.CAM_BACKGROUND_SCORE (refused with a hint)
     parser.add_argument("--bg-threshold", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--restrict-to-tags", action="store_true",
@@ -73,6 +102,14 @@ def parse_args(argv=None):
     parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     args = parser.parse_args(argv)
+    if args.source in spml:
+        if args.crf or args.restrict_to_tags or args.ir_labels or args.save_cams:
+            parser.error(f"--source {args.source} runs its own class masking and CRF: drop --crf, "
+                         "--restrict-to-tags, --ir-labels and --save-cams")
+        if (args.source == "spml_knn") != bool(args.memory_dataset):
+            parser.error("--memory-dataset goes with --source spml_knn (and it needs one)")
+    elif args.memory_dataset:
+        parser.error("--memory-dataset goes with --source spml_knn")
     if args.bg_threshold is not None:
         raise SystemExit(
             "--bg-threshold is now the config key TEST.EXPORT.CAM_BACKGROUND_SCORE: pass "
@@ -143,8 +180,17 @@ def main(argv=None):
     setup_logger(name="wss_d2")
     cfg = get_wss_cfg(args.config_file, args.opts)
     register_pseudo_labels_from_config(cfg)
-    if args.dataset not in DatasetCatalog.list():
-        raise SystemExit(f"Unknown dataset {args.dataset!r}")
+    if args.source in spml_sources() and "SPML" in cfg.TEST and cfg.TEST.SPML.IMAGE_SIZE:
+        # the generators run their own scales on the image as it is (docs/spml.md §9.4): no pre-resize
+        logger.info(f"--source {args.source}: TEST.SPML.IMAGE_SIZE {cfg.TEST.SPML.IMAGE_SIZE} -> 0 (no pre-resize)")
+        frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.TEST.SPML.IMAGE_SIZE = 0
+        if frozen:
+            cfg.freeze()
+    for name in (args.dataset, args.memory_dataset):
+        if name and name not in DatasetCatalog.list():
+            raise SystemExit(f"Unknown dataset {name!r}")
     meta = MetadataCatalog.get(args.dataset)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     ignore = meta.get("ignore_label", 255)
@@ -167,7 +213,8 @@ def main(argv=None):
     model = Trainer.build_model(cfg)
     load_weights_strict(model, args.weights or cfg.MODEL.WEIGHTS)
     model.eval()
-    model = maybe_wrap_with_tta(cfg, model)
+    if args.source not in spml_sources():  # SPML's generators run their own scales and flips
+        model = maybe_wrap_with_tta(cfg, model)
     # what the model's (or TTA's) sem_seg holds: logits, probabilities or scores
     model_kind = model_sem_seg_kind(model)
 
@@ -194,16 +241,18 @@ def main(argv=None):
 
 def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cams_folder, output, second_stage_dir):
     """Run the export into `folder` (and CAMs into `cams_folder`); `output` is the final path."""
+    import numpy as np
     import torch
     from detectron2.data import DatasetCatalog, build_detection_test_loader
+    from PIL import Image
 
     from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
     from wss_d2.data.weak_labels.cams import write_irn_cams
     from wss_d2.data.writers import write_label_png
     from wss_d2.inference import DenseCRFPool
     from wss_d2.refinement import (
-        PseudoLabelQuality, argmax_labels, confident_region_labels, confident_region_pool, restrict_to_tags,
-        scores_to_probabilities,
+        PseudoLabelQuality, argmax_labels, confident_region_labels, confident_region_pool, crf_pseudo_labels,
+        restrict_to_tags, scores_to_probabilities,
     )
 
     records = DatasetCatalog.get(args.dataset)
@@ -245,9 +294,53 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
             labels = output["cam_labels"].cpu().numpy()
             yield image_id, read_image(input["file_name"], "RGB"), output["cams"].float().cpu().numpy(), labels
 
+    def spml_labels():
+        """(image id, label map) of an SPML stage-B generator, at the original image size."""
+        from detectron2.data.detection_utils import convert_image_to_rgb
+
+        from wss_d2.refinement.spml_generators import SPML_SOURCES, build_knn_memory, spml_crf_pool, spml_probabilities
+
+        memory = None
+        if args.source == "spml_knn":
+            memory_mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.memory_dataset])
+            memory_records = DatasetCatalog.get(args.memory_dataset)
+            memory_loader = build_detection_test_loader(memory_records, mapper=memory_mapper,
+                                                        num_workers=cfg.DATALOADER.NUM_WORKERS)
+            memory = build_knn_memory(model, (d for batch in memory_loader for d in batch))
+            logger.info(f"k-NN memory: {memory[0].shape[0]} segments of {len(memory_records)} images "
+                        f"of {args.memory_dataset}")
+        sizes = {}
+
+        def items():
+            with torch.no_grad():
+                for inputs in loader:
+                    for input in inputs:
+                        image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
+                        probs, void = spml_probabilities(args.source, model, input, num_classes, memory=memory,
+                                                         background_class=background)
+                        rgb = convert_image_to_rgb(input["image"].permute(1, 2, 0).numpy(), cfg.INPUT.FORMAT)
+                        sizes[image_id] = (input.get("height", probs.shape[-2]), input.get("width", probs.shape[-1]))
+                        yield image_id, np.ascontiguousarray(rgb, dtype=np.uint8), probs, void
+
+        def at_original_size(image_id, label):
+            height, width = sizes.pop(image_id)
+            if label.shape != (height, width):  # a test-time resize of the mapper: back, nearest
+                label = np.asarray(Image.fromarray(label).resize((width, height), Image.NEAREST))
+            return image_id, label
+
+        if SPML_SOURCES[args.source][1]:
+            with spml_crf_pool(cfg, num_classes) as pool:
+                for image_id, label in crf_pseudo_labels(items(), pool, threshold=args.threshold, ignore_label=ignore):
+                    yield at_original_size(image_id, label)
+        else:
+            for image_id, label in crf_pseudo_labels(items(), None, threshold=args.threshold, ignore_label=ignore):
+                yield at_original_size(image_id, label)
+
     def labels():
         """(image id, label map): argmax (after dense CRF with --crf), or confident regions (--ir-labels)."""
-        if args.ir_labels:  # two label CRFs per image on the pool (docs/sipe.md §7.1)
+        if args.source in spml_sources():
+            yield from spml_labels()
+        elif args.ir_labels:  # two label CRFs per image on the pool (docs/sipe.md §7.1)
             node = cfg.TEST.IR_LABELS
             with confident_region_pool(cfg) as pool:
                 yield from confident_region_labels(
@@ -267,7 +360,8 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         if image_id in gt_files:
             quality.update(label, read_label_map(gt_files[image_id]))
 
-    report = {"images": written, "output": output, "crf": args.crf,
+    report = {"images": written, "output": output, "source": args.source,
+              "crf": args.crf or (args.source in spml_sources() and _spml_uses_crf(args.source)),
               "ir_labels": args.ir_labels, "threshold": args.threshold}
     # mIoU / pACC of the labelled pixels, coverage, and ignored as background (docs/sipe.md §7.1)
     report.update(quality.metrics(meta.stuff_classes))
@@ -295,6 +389,12 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
 
     write_json(os.path.join(folder, QUALITY_FILE), report)
     return report
+
+
+def _spml_uses_crf(source):
+    from wss_d2.refinement.spml_generators import SPML_SOURCES
+
+    return SPML_SOURCES[source][1]
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
+from .data.config import add_weak_label_input_config
 from .inference.crf import add_crf_parameters
 from .methods.agmm.config import add_agmm_config
 from .methods.irn.config import add_irn_config
 from .methods.sipe.config import add_sipe_config
+from .methods.spml.config import add_spml_config
+from .modeling.backbone import add_block_dilation_config
 
 
 def add_wss_config(cfg):
@@ -18,6 +21,9 @@ def add_wss_config(cfg):
     add_sipe_config(cfg)
     add_irn_config(cfg)
     add_agmm_config(cfg)
+    add_spml_config(cfg)
+    # MODEL.RESNETS.{RES4,RES5}_BLOCK_DILATIONS, BN_MOMENTUM (build_resnet_block_dilated_backbone)
+    add_block_dilation_config(cfg)
 
     # --- input ---
     # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
@@ -56,6 +62,9 @@ def add_wss_config(cfg):
     # before training, histogram this many files of each sparse training set and fail when the
     # unlabelled value never occurs (docs/agmm.md §1.1); 0 = no check
     cfg.INPUT.SPARSE.CHECK_FILES = 100
+    # SPML's inputs of the weak-label mapper (all off by default): INPUT.WEAK.OVERSEG,
+    # INPUT.WEAK.TAGS_FROM_FULL_LABEL, INPUT.SPARSE.SCRIBBLE_DILATION, INPUT.SPARSE.POINT_DILATION
+    add_weak_label_input_config(cfg)
 
     # --- datasets ---
     # pseudo-label training sets to register: [[name, source dataset, folder of <image_id>.png], ...]

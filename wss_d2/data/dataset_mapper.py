@@ -19,7 +19,16 @@ stable field names:
     instances       detectron2 Instances with gt_boxes (XYXY, clipped to the crop) and
                     gt_classes (label values); boxes cropped away are dropped
     cams, cam_labels  (C, H, W) float32 class activation maps and their (C,) label values
+    overseg         (H, W) int64 region ids of the image's over-segmentation (INPUT.WEAK.OVERSEG,
+                    from the dict's overseg_file_name): resampled with the image by nearest
+                    neighbour, flipped with it (ids are never remapped), 255 on padding
     valid_mask      (H, W) bool, False on padding added by INPUT.CROP.PAD
+
+SPML's inputs (docs/spml.md §3, §4.1), all off by default: INPUT.SPARSE.SCRIBBLE_DILATION /
+POINT_DILATION dilate scribbles / points with a k×k square on the full-size map before
+augmentation (SPML: 3 and 6; dilated points are then resampled like scribbles);
+INPUT.WEAK.TAGS_FROM_FULL_LABEL gives image_labels from the whole un-augmented weak-label
+map, dense labels included (CAM-derived labels of tags and boxes, weak_label "cam_labels").
 
 Sparse labels never go through interpolation. Points and clicks are moved as coordinates:
 every labelled pixel lands on exactly one output pixel, so none is lost by down-scaling or
@@ -42,9 +51,12 @@ from detectron2.structures import BoxMode, Boxes, Instances
 from .augmentation import RandomLongSide, RandomScale, StrongPhotometric
 from .build import DATASET_MAPPER_REGISTRY
 from .sparse_label_check import resolve_sparse_values
+from .config import weak_label_input_value
 from .readers import check_label_values, check_same_size, read_image, read_label_map
 from .weak_labels.cams import read_irn_cams
-from .weak_labels.kinds import SCATTERED_KINDS
+from .weak_labels.dilation import dilate_sparse_labels
+from .weak_labels.kinds import REGION_KINDS, SCATTERED_KINDS, SPARSE_KINDS
+from .weak_labels.overseg import read_overseg
 from .weak_labels.points import drop_points_outside, rasterize_points
 
 __all__ = ["WeakLabelDatasetMapper", "build_semantic_augmentations", "resolve_weak_label_metadata"]
@@ -116,6 +128,10 @@ class WeakLabelDatasetMapper:
         pad_to_size=None,
         pad_image_value=0.0,
         pad_position="bottom_right",
+        overseg=False,
+        tags_from_full_label=False,
+        scribble_dilation=0,
+        point_dilation=0,
     ):
         if pad_position not in ("bottom_right", "random"):
             raise ValueError(f"pad_position (INPUT.CROP.PAD_POSITION) must be 'bottom_right' or 'random', got {pad_position!r}")
@@ -140,8 +156,20 @@ class WeakLabelDatasetMapper:
         self.pad_to_size = pad_to_size
         self.pad_image_value = pad_image_value
         self.pad_position = pad_position
+        self.overseg = overseg
+        self.tags_from_full_label = tags_from_full_label
+        self.scribble_dilation = int(scribble_dilation or 0)
+        self.point_dilation = int(point_dilation or 0)
         mode = "training" if is_train else "inference"
         logger.info(f"[{type(self).__name__}] {mode}, weak label '{weak_label}': {augmentations}")
+        if weak_label in SPARSE_KINDS:
+            logger.info(
+                f"[{type(self).__name__}] sparse labels: raw unlabelled {self.sparse_unlabeled_value} -> "
+                f"{num_classes} (unlabelled = K), raw void {self.sparse_void_value} -> {ignore_label} (void); "
+                f"dilation: scribbles {self.scribble_dilation or 'off'}, points {self.point_dilation or 'off'}"
+            )
+        if overseg:
+            logger.info(f"[{type(self).__name__}] reading over-segmentations (overseg_file_name), padding {ignore_label}")
 
     @classmethod
     def from_config(cls, cfg, is_train=True, dataset_names=None):
@@ -169,6 +197,10 @@ class WeakLabelDatasetMapper:
             "pad_to_size": tuple(crop.SIZE) if is_train and crop.ENABLED and crop.PAD else None,
             "pad_image_value": crop.PAD_IMAGE_VALUE,
             "pad_position": crop.PAD_POSITION,
+            "overseg": weak_label_input_value(cfg, "WEAK", "OVERSEG"),
+            "tags_from_full_label": weak_label_input_value(cfg, "WEAK", "TAGS_FROM_FULL_LABEL"),
+            "scribble_dilation": weak_label_input_value(cfg, "SPARSE", "SCRIBBLE_DILATION"),
+            "point_dilation": weak_label_input_value(cfg, "SPARSE", "POINT_DILATION"),
         }
 
     # ----------------------------------------------------------------------------- reading
@@ -206,6 +238,30 @@ class WeakLabelDatasetMapper:
         sparse[unlabeled] = K
         sparse[void] = self.ignore_label
         return sparse
+
+    def _read_overseg(self, dataset_dict, image):
+        """The over-segmentation as uint8 region ids, or None when not asked for (or, at
+        inference, when the dict has none)."""
+        if not self.overseg:
+            return None
+        overseg_file = dataset_dict.get("overseg_file_name")
+        if overseg_file is None:
+            if not self.is_train:
+                return None
+            raise ValueError(
+                f"Image {dataset_dict['file_name']} has no overseg_file_name but INPUT.WEAK.OVERSEG is on: "
+                "train on a set registered with over-segmentations (docs/datasets.md §3.6), or write them "
+                "with datasets/make_weak_labels.py --kinds overseg"
+            )
+        return read_overseg(overseg_file, image.shape, dataset_dict["file_name"]).astype(np.uint8)
+
+    def _dilation(self):
+        """The dilation size of this dataset's sparse labels (0: none)."""
+        if self.weak_label == "scribbles":
+            return self.scribble_dilation
+        if self.weak_label == "points":
+            return self.point_dilation
+        return 0
 
     def _check_tags(self, dataset_dict):
         tags = dataset_dict.get("image_labels")
@@ -283,6 +339,7 @@ class WeakLabelDatasetMapper:
         tags = self._check_tags(dataset_dict)
         points = self._read_points(dataset_dict)
         boxes = self._read_boxes(dataset_dict)
+        overseg = self._read_overseg(dataset_dict, image)
         cams = None
         if dataset_dict.get("cam_file_name"):
             cam_labels, cams = read_irn_cams(dataset_dict["cam_file_name"], self.background_class)
@@ -302,12 +359,16 @@ class WeakLabelDatasetMapper:
             tags = np.unique(dense[(dense < self.num_classes) & (dense != self.background_class)])
         if points is not None:
             points = drop_points_outside(points, image.shape[0], image.shape[1])[0]
-        labelled_classes = self._labelled_classes(sparse, points)  # before any crop (docs/agmm.md §1.4)
+        if sparse is not None:  # SPML dilates on the full-size map (docs/spml.md §3.3, §3.4)
+            sparse = dilate_sparse_labels(sparse, self._dilation(), self.num_classes)
+        # before any crop (docs/agmm.md §1.4, docs/spml.md §3.6)
+        full_dense = dense if self.tags_from_full_label and not len(self.novel_classes) else None
+        labelled_classes = self._labelled_classes(sparse, points, full_dense)
 
         # Labelled sparse pixels become coordinates (centres at +0.5 in detectron2's
         # continuous coordinates) so that no interpolation can drop or copy them.
         scattered = None
-        if sparse is not None:
+        if sparse is not None and self.weak_label not in REGION_KINDS:
             rows, cols = np.nonzero(sparse < self.num_classes)
             scattered = np.stack([cols + 0.5, rows + 0.5, sparse[rows, cols]], axis=1).astype(np.float64)
 
@@ -331,11 +392,15 @@ class WeakLabelDatasetMapper:
             points[:, :2] -= 0.5
             if sparse is None:  # methods read sparse_sem_seg whatever the source format
                 sparse = rasterize_points(points, h, w, unlabeled_value=self.num_classes, radius=self.point_radius)
+                # JSON points are placed after augmentation, so their square is k px in the crop
+                sparse = dilate_sparse_labels(sparse, self.point_dilation, self.num_classes)
         if boxes is not None:
             boxes = self._transform_boxes(boxes, transforms, h, w)
         if cams is not None:
             cams = transforms.apply_image(np.ascontiguousarray(cams.transpose(1, 2, 0)))
             cams = cams.reshape(h, w, -1).transpose(2, 0, 1)
+        if overseg is not None:  # nearest, like every label map; region ids are not remapped on a flip
+            overseg = transforms.apply_segmentation(overseg).astype(np.uint8)
 
         if flipped and self.flip_label_map is not None:  # left/right classes swap (DensePose)
             dense, sparse = (None if m is None else self.flip_label_map[m] for m in (dense, sparse))
@@ -351,7 +416,9 @@ class WeakLabelDatasetMapper:
 
         valid_mask = np.ones((h, w), dtype=bool)
         if self.pad_to_size is not None:
-            image, dense, sparse, cams, valid_mask, shift = self._pad(image, dense, sparse, cams, valid_mask)
+            image, dense, sparse, cams, valid_mask, shift, overseg = self._pad(
+                image, dense, sparse, cams, valid_mask, overseg
+            )
             if points is not None:
                 points[:, :2] += shift
             if boxes is not None:
@@ -375,6 +442,8 @@ class WeakLabelDatasetMapper:
         if cams is not None:
             dataset_dict["cams"] = torch.as_tensor(np.ascontiguousarray(cams), dtype=torch.float32)
             dataset_dict["cam_labels"] = torch.as_tensor(cam_labels, dtype=torch.int64)
+        if overseg is not None:
+            dataset_dict["overseg"] = torch.as_tensor(overseg.astype(np.int64))
         return dataset_dict
 
     # ------------------------------------------------------------------------- transforms
@@ -388,7 +457,9 @@ class WeakLabelDatasetMapper:
         return np.concatenate([xy, points[:, 2:].astype(np.float32)], axis=1)[inside]
 
     def _transform_sparse(self, sparse, scattered, transforms, h, w):
-        if self.weak_label in SCATTERED_KINDS:
+        if self.weak_label in REGION_KINDS:  # CAM-derived region labels: nearest, like dense maps
+            return transforms.apply_segmentation(sparse).astype(np.uint8)
+        if self.weak_label in SCATTERED_KINDS and not self._dilation():
             # void (255) still follows the image geometry; labelled pixels are placed below
             out = transforms.apply_segmentation(np.where(sparse < self.num_classes, self.num_classes, sparse))
             out = out.astype(np.uint8)
@@ -409,11 +480,14 @@ class WeakLabelDatasetMapper:
         keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
         return moved[keep].astype(np.float32), classes[keep]
 
-    def _labelled_classes(self, sparse, points):
-        """Classes with a labelled sparse pixel or a point in the full image, or None."""
-        if sparse is None and points is None:
+    def _labelled_classes(self, sparse, points, dense=None):
+        """Classes with a labelled sparse pixel, a point, or (if given) a dense label in the full
+        image, or None."""
+        if sparse is None and points is None and dense is None:
             return None
         classes = [] if sparse is None else [np.unique(sparse[sparse < self.num_classes])]
+        if dense is not None:
+            classes.append(np.unique(dense[dense < self.num_classes]))
         if points is not None:
             classes.append(points[:, 2].astype(np.int64))
         return np.unique(np.concatenate(classes)).astype(np.int64)
@@ -454,7 +528,7 @@ class WeakLabelDatasetMapper:
                 present[self.background_class] = True
         return None if present is None else present.astype(np.float32)
 
-    def _pad(self, image, dense, sparse, cams, valid_mask):
+    def _pad(self, image, dense, sparse, cams, valid_mask, overseg=None):
         """
         Pad to the crop size, bottom/right or around a random offset (pad_position); padding
         is ignore in labels, False in valid_mask. Also returns the (x, y) shift of the content.
@@ -462,7 +536,7 @@ class WeakLabelDatasetMapper:
         h, w = image.shape[:2]
         ph, pw = max(self.pad_to_size[0] - h, 0), max(self.pad_to_size[1] - w, 0)
         if ph == 0 and pw == 0:
-            return image, dense, sparse, cams, valid_mask, np.zeros(2)
+            return image, dense, sparse, cams, valid_mask, np.zeros(2), overseg
         top = left = 0
         if self.pad_position == "random":  # SIPE: a small image sits anywhere in the crop
             top, left = np.random.randint(ph + 1), np.random.randint(pw + 1)
@@ -474,8 +548,10 @@ class WeakLabelDatasetMapper:
             sparse = np.pad(sparse, spec2, constant_values=self.ignore_label)
         if cams is not None:
             cams = np.pad(cams, ((0, 0),) + spec2)
+        if overseg is not None:
+            overseg = np.pad(overseg, spec2, constant_values=self.ignore_label)
         valid_mask = np.pad(valid_mask, spec2, constant_values=False)
-        return image, dense, sparse, cams, valid_mask, np.array([left, top], dtype=np.float64)
+        return image, dense, sparse, cams, valid_mask, np.array([left, top], dtype=np.float64), overseg
 
 
 def _label_lookup(mapping):

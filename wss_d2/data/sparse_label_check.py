@@ -30,11 +30,13 @@ def resolve_sparse_values(cfg, metadata):
     return (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES if unlabeled is None else unlabeled), void
 
 
-def check_sparse_label_encoding(label_files, num_classes, unlabeled_value, void_value, name="sparse labels"):
+def check_sparse_label_encoding(label_files, num_classes, unlabeled_value, void_value, name="sparse labels",
+                                max_labelled_share=MAX_LABELLED_SHARE):
     """
     Histogram the raw values of `label_files`; raise ValueError naming the files, the values
     and the config key to change when the unlabelled value never occurs or when labelled
-    pixels are most of the pixels. Returns the shares of labelled, unlabelled and void pixels.
+    pixels are more than `max_labelled_share` of the pixels (None: no limit, for CAM-derived
+    labels, which label most pixels). Returns the shares of labelled, unlabelled and void pixels.
     """
     if not label_files:
         raise ValueError(f"{name}: no sparse-label files to check")
@@ -64,7 +66,7 @@ def check_sparse_label_encoding(label_files, num_classes, unlabeled_value, void_
             f"({histogram[commonest] / total:.1%} of the pixels). AGMM's GMM terms would see labelled pixels "
             f"only; {hint}."
         )
-    if shares["labelled"] > MAX_LABELLED_SHARE:
+    if max_labelled_share is not None and shares["labelled"] > max_labelled_share:
         raise ValueError(
             f"{where} {shares['labelled']:.1%} of the pixels carry a class id 0..{num_classes - 1}: these are "
             f"not sparse labels, or unlabelled pixels use a class id; the unlabelled value "
@@ -82,7 +84,8 @@ def check_sparse_labels_from_config(cfg):
     if max_files <= 0:
         return
     for dataset_name in cfg.DATASETS.TRAIN:
-        if MetadataCatalog.get(dataset_name).get("weak_label", None) not in SPARSE_KINDS:
+        weak_label = MetadataCatalog.get(dataset_name).get("weak_label", None)
+        if weak_label not in SPARSE_KINDS:
             continue  # only sparse sets have label files to check; skip loading the others' dicts twice
         files = [d["sparse_sem_seg_file_name"] for d in DatasetCatalog.get(dataset_name) if "sparse_sem_seg_file_name" in d]
         if not files:
@@ -90,7 +93,8 @@ def check_sparse_labels_from_config(cfg):
         files = files[:: max(1, len(files) // max_files)][:max_files]
         unlabeled, void = resolve_sparse_values(cfg, MetadataCatalog.get(dataset_name))
         shares = check_sparse_label_encoding(
-            files, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, unlabeled, void, name=f"dataset {dataset_name}"
+            files, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, unlabeled, void, name=f"dataset {dataset_name}",
+            max_labelled_share=None if weak_label == "cam_labels" else MAX_LABELLED_SHARE,
         )
         logger.info(
             f"Sparse labels of {dataset_name} ({len(files)} files checked): labelled {shares['labelled']:.2%}, "

@@ -15,6 +15,9 @@ and the weak-label training sets on train_aug (no GT in their dicts):
     voc_2012_train_aug_points               point/segcls/<id>.png (AGMM: unlabelled = 21)
     voc_2012_train_aug_points_json          voc_whats_the_point.json + ..._bg_from_scribbles.json
     voc_2012_train_aug_pseudo               pseudo_labels/<id>.png (e.g. tools/export_pseudo_labels.py)
+Every train_aug weak-label dict also names SegSort's HED-owt-ucm over-segmentation
+`hed/<id>.png` as overseg_file_name (read only with INPUT.WEAK.OVERSEG; a missing file is
+reported when the mapper reads it).
 Root: <datasets root>/VOC2012, else <datasets root>/VOCdevkit/VOC2012.
 """
 import os
@@ -111,13 +114,15 @@ def load_voc_weak_labels(
     point_files=None,
     pseudo_dir=None,
     sem_seg_dir=None,
+    overseg_dir=None,
 ):
     """
     Training dicts of one split carrying one weak-label kind (module docstring), in the
     field names of the mapper (`image_labels`, `annotations`, `sparse_sem_seg_file_name`,
     `points`, `pseudo_sem_seg_file_name`); weak_shot dicts keep `sem_seg_file_name`.
     Every listed image must have its label: a missing file or tag entry fails here,
-    naming it, before training starts.
+    naming it, before training starts. With `overseg_dir`, each dict also gets
+    overseg_file_name = <voc_root>/<overseg_dir>/<id>.png (checked when read, docs/datasets.md §3.6).
     """
     ids, images, list_file = _voc_split(voc_root, split, list_dir)
     dicts = [{"file_name": image, "image_id": image_id} for image_id, image in zip(ids, images)]
@@ -157,6 +162,9 @@ def load_voc_weak_labels(
             d[key] = f
     else:
         raise ValueError(f"Unknown weak-label kind {kind!r}")
+    if overseg_dir is not None:
+        for d in dicts:
+            d["overseg_file_name"] = os.path.join(voc_root, overseg_dir, d["image_id"] + ".png")
     return dicts
 
 
@@ -192,10 +200,20 @@ VOC_WEAK_LABELS = {
 }
 
 
-def register_voc_weak_labels(prefix, find_root, split, class_names, colors, weak_labels):
-    """Register `<prefix>_<suffix>` for each entry of `weak_labels` (see VOC_WEAK_LABELS)."""
+# SegSort's HED-owt-ucm over-segmentations of VOC (docs/spml.md §3.7), under the VOC root
+VOC_OVERSEG_DIR = "hed"
+
+
+def register_voc_weak_labels(prefix, find_root, split, class_names, colors, weak_labels, overseg_dir=None):
+    """
+    Register `<prefix>_<suffix>` for each entry of `weak_labels` (see VOC_WEAK_LABELS); with
+    `overseg_dir`, the dicts name <root>/<overseg_dir>/<id>.png as overseg_file_name.
+    """
     for suffix, (kind, arguments, extra) in weak_labels.items():
         metadata = {"sparse_void_value": 255, **extra} if "sparse_unlabeled_value" in extra else dict(extra)
+        if overseg_dir is not None:
+            metadata["overseg_dir"] = overseg_dir
+            arguments = {**arguments, "overseg_dir": overseg_dir}
 
         def loader(kind=kind, arguments=arguments):
             root = find_root()
@@ -238,7 +256,8 @@ def register_pascal_voc():
             IGNORE_LABEL,
         )
     register_voc_weak_labels(
-        "voc_2012_train_aug", find_voc_root, "train_aug", VOC_CLASSES, voc_colors(len(VOC_CLASSES)), VOC_WEAK_LABELS
+        "voc_2012_train_aug", find_voc_root, "train_aug", VOC_CLASSES, voc_colors(len(VOC_CLASSES)), VOC_WEAK_LABELS,
+        overseg_dir=VOC_OVERSEG_DIR,
     )
 
 

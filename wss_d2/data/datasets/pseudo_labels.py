@@ -5,7 +5,13 @@ by `tools/export_pseudo_labels.py` (or another pipeline) in `<folder>/<image_id>
 A config names them in DATASETS.PSEUDO_LABELS as [name, source dataset, folder] triples;
 `register_pseudo_labels_from_config` registers them in every process before training, so a
 second-stage run needs nothing but its config file.
+
+A folder written by `datasets/make_cam_labels.py` (it holds `cam_labels.json`) holds SPML's
+CAM-derived stage-A labels of tags or boxes, with unlabelled pixels (value K): it is
+registered as a sparse set (weak_label "cam_labels", sparse_sem_seg_file_name, unlabelled K,
+void 255) instead of a dense pseudo-label set.
 """
+import json
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -16,7 +22,9 @@ from .registration import register_sem_seg_dataset
 __all__ = ["register_pseudo_label_dataset", "register_cam_dataset", "register_pseudo_labels_from_config"]
 
 # fields a pseudo-label set keeps from its source dicts: the image, never its labels
-_KEPT_FIELDS = ("file_name", "image_id", "height", "width")
+_KEPT_FIELDS = ("file_name", "image_id", "height", "width", "overseg_file_name")
+# the marker file of a folder of CAM-derived labels (datasets/make_cam_labels.py)
+CAM_LABELS_MARKER = "cam_labels.json"
 # in the name of the temporary folder an export writes before moving it into place
 PARTIAL_EXPORT_MARKER = ".partial-"
 
@@ -61,13 +69,43 @@ def load_pseudo_label_dataset(source, folder):
     return _with_files(source, folder, "pseudo_sem_seg_file_name", ".png", _KEPT_FIELDS)
 
 
+def load_cam_label_dataset(source, folder):
+    return _with_files(source, folder, "sparse_sem_seg_file_name", ".png", _KEPT_FIELDS)
+
+
 def register_pseudo_label_dataset(name, source, folder):
-    """Register `name`: the images of `source` with the pseudo labels in `folder`."""
+    """Register `name`: the images of `source` with the pseudo labels in `folder` (CAM-derived
+    labels, module docstring, when the folder holds cam_labels.json)."""
     folder = os.path.abspath(os.path.expanduser(folder))
     _check_finished(folder, "PSEUDO_LABELS")
     if _registered_before(name, source, folder, "pseudo_sem_seg_root", "PSEUDO_LABELS"):
         return
     meta = MetadataCatalog.get(source)
+    if os.path.isfile(os.path.join(folder, CAM_LABELS_MARKER)):
+        with open(os.path.join(folder, CAM_LABELS_MARKER)) as f:
+            info = json.load(f)
+        num_classes = len(meta.stuff_classes)
+        if info.get("unlabeled_value") != num_classes:
+            raise ValueError(
+                f"DATASETS.PSEUDO_LABELS: {folder} marks unlabelled pixels with {info.get('unlabeled_value')} "
+                f"but {source} has {num_classes} classes (unlabelled = K = {num_classes})"
+            )
+        register_sem_seg_dataset(
+            name,
+            lambda: load_cam_label_dataset(source, folder),
+            meta.stuff_classes,
+            meta.get("stuff_colors", None),
+            meta.get("ignore_label", 255),
+            background_class=meta.get("background_class", 0),
+            weak_label="cam_labels",
+            sparse_unlabeled_value=num_classes,
+            sparse_void_value=meta.get("ignore_label", 255),
+            flip_label_map=meta.get("flip_label_map", None),
+            cam_label_kind=info.get("kind"),
+            pseudo_sem_seg_root=folder,
+            source_dataset=source,
+        )
+        return
     register_sem_seg_dataset(
         name,
         lambda: load_pseudo_label_dataset(source, folder),

@@ -20,9 +20,11 @@ $DETECTRON2_DATASETS, else ./datasets):
     cls_labels.npy, Annotations/, point/segcls/, points.json, scribble/seginst{,_0.3}/, 20clicks/
     weak_labels.json      # simulator parameters and achieved densities
     wss_synthetic.json    # generator version, seed, counts; written last, marks completion
+    overseg_felzenszwalb/<id>.png, overseg.json   # fallback over-segmentations (skimage
+                          # Felzenszwalb, weak_labels/overseg.py), written the first time a weak set loads
 
 Registered: wss_synthetic_{train,val} (full masks); wss_synthetic_train_{tags, boxes,
-scribbles, scribbles_0.3, points, points_json, clicks, pseudo}; weak-shot wss_synthetic_{train,val}_ws
+scribbles, scribbles_0.3, points, points_json, clicks, pseudo}, each with overseg_file_name; weak-shot wss_synthetic_{train,val}_ws
 (novel classes 4 checkered_triangle and 5 dotted_cross: masks for 1-3 only, tags for all).
 """
 import json
@@ -37,6 +39,7 @@ from PIL import Image
 
 from .paths import get_datasets_root
 from ..weak_labels.kinds import SIMULATED_KINDS
+from ..weak_labels.overseg import OVERSEG_PARAMETERS, write_oversegmentations
 from ..weak_labels.simulate import write_weak_labels
 from .pascal_voc import load_voc_sem_seg, register_voc_weak_labels, voc_colors, voc_palette
 from .registration import IGNORE_LABEL, register_sem_seg_dataset
@@ -84,6 +87,8 @@ SYNTHETIC_WEAK_LABELS = {
     "pseudo": ("pseudo", {"pseudo_dir": "pseudo_labels"}, {}),
 }
 MARKER = "wss_synthetic.json"
+# fallback over-segmentations of every image (docs/datasets.md §3.6)
+OVERSEG_DIR = "overseg_felzenszwalb"
 
 
 def _rotated_grid(h, w, cx, cy, angle):
@@ -298,6 +303,46 @@ def ensure_synthetic_dataset(root=None, seed=DEFAULT_SEED):
     return dataset_dir
 
 
+def _overseg_complete(folder):
+    try:
+        with open(os.path.join(folder, "overseg.json")) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return info.get("parameters") == {k: type(v)(v) for k, v in OVERSEG_PARAMETERS.items()}
+
+
+def ensure_synthetic_overseg(dataset_dir=None):
+    """
+    The synthetic dataset folder, with its fallback over-segmentations (OVERSEG_DIR) written
+    first if missing or made with other parameters; written to a temporary folder renamed
+    into place, like the dataset itself.
+    """
+    dataset_dir = dataset_dir or ensure_synthetic_dataset()
+    folder = os.path.join(dataset_dir, OVERSEG_DIR)
+    if _overseg_complete(folder):
+        return dataset_dir
+    logger.info(f"Writing the fallback over-segmentations of the synthetic dataset into {folder} ...")
+    records = []
+    for split in SPLIT_SIZES:
+        with open(os.path.join(dataset_dir, "ImageSets", "Segmentation", split + ".txt")) as f:
+            records += [{"image_id": i, "file_name": os.path.join(dataset_dir, "JPEGImages", i + ".jpg")}
+                        for i in f.read().split()]
+    tmp_dir = tempfile.mkdtemp(prefix=OVERSEG_DIR + ".tmp", dir=dataset_dir)
+    try:
+        write_oversegmentations(records, tmp_dir, **OVERSEG_PARAMETERS)
+        if os.path.isdir(folder) and not _overseg_complete(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp_dir, folder)
+        except OSError:
+            if not _overseg_complete(folder):
+                raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return dataset_dir
+
+
 def load_synthetic_sem_seg(split):
     return load_voc_sem_seg(ensure_synthetic_dataset(), split)
 
@@ -312,8 +357,8 @@ def register_synthetic():
             IGNORE_LABEL,
         )
     colors = voc_colors(len(SYNTHETIC_CLASSES))
-    register_voc_weak_labels("wss_synthetic_train", ensure_synthetic_dataset, "train", SYNTHETIC_CLASSES, colors,
-                             SYNTHETIC_WEAK_LABELS)
+    register_voc_weak_labels("wss_synthetic_train", ensure_synthetic_overseg, "train", SYNTHETIC_CLASSES, colors,
+                             SYNTHETIC_WEAK_LABELS, overseg_dir=OVERSEG_DIR)
     base = tuple(c for c in range(len(SYNTHETIC_CLASSES)) if c not in NOVEL_CLASSES)
     split_meta = {"base_classes": base, "novel_classes": NOVEL_CLASSES, "c_base_dids": base, "c_novel_dids": NOVEL_CLASSES}
     register_voc_weak_labels("wss_synthetic_train", ensure_synthetic_dataset, "train", SYNTHETIC_CLASSES, colors,

@@ -1,10 +1,13 @@
 """
 SPML: universal weakly supervised segmentation by pixel-to-segment contrastive learning (Ke et al.,
-ICLR 2021). Core computations only, nothing registered yet:
-`segments.py` the per-iteration segment formation (spherical k-means on [ê ⊕ xy], split by over-segment
+ICLR 2021). `segments.py` the per-iteration segment formation (spherical k-means on [ê ⊕ xy], split by over-segment
 and weak label, prototypes), `losses.py` the pixel-to-segment contrastive loss and its relations
 (V, C, O, A) with the per-setting weights, `memory.py` the cross-process segment gather and the prototype
-memory bank, `retrieval.py` the k-NN segment retrieval.
+memory bank; `config.py` the MODEL.SPML keys,
+`heads.py` the classifier head, `meta_arch.py` the registered SPMLEmbedder (stage A) and SPMLClassifier
+(stage C/T), `param_groups.py` the registered `spml_param_groups`. The embedding heads
+(SPMLASPPv2SumHead, SPMLPSPEmbedHead), k-means and the block-dilated backbone live in wss_d2/modeling;
+k-NN segment retrieval, the embedding random walk and the stage-B generators in wss_d2/refinement.
 """
 from .segments import (
     Segments,
@@ -31,4 +34,7 @@ from .losses import (
     spml_total_loss,
 )
 from .memory import PrototypeMemoryBank, append_memory, gather_segments
-from .retrieval import build_segment_memory, image_segments, knn_segment_retrieval, knn_vote
+from .config import add_spml_config
+from .heads import SPMLClassifierHead
+from .meta_arch import SPMLClassifier, SPMLEmbedder
+from .param_groups import spml_param_groups

@@ -18,6 +18,10 @@ from detectron2.projects.deeplab.resnet import DeepLabStem
 from .frozen_stats_bn import resolve_norm
 
 __all__ = [
+    "add_block_dilation_config",
+    "build_resnet_block_dilated_backbone",
+    "resolve_block_dilations",
+    "set_bn_momentum",
     "DilatedBasicBlock",
     "DilatedResNet",
     "build_resnet_dilated_backbone",
@@ -183,3 +187,63 @@ def build_resnet_with_block_dilations(cfg, input_shape: ShapeSpec, block_dilatio
         bottleneck_channels *= 2
     return DilatedResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
 
+
+
+def add_block_dilation_config(cfg):
+    """
+    MODEL.RESNETS keys of `build_resnet_block_dilated_backbone`: one dilation per block of res4
+    and res5, and the momentum of every backbone BatchNorm.
+    """
+    # one dilation per res4 block; [] = [1, 2, ..., 2] (torchvision's replace_stride_with_dilation)
+    cfg.MODEL.RESNETS.RES4_BLOCK_DILATIONS = []
+    # one dilation per res5 block; [] = [2, 4, ..., 4]
+    cfg.MODEL.RESNETS.RES5_BLOCK_DILATIONS = []
+    # momentum of every BatchNorm of the backbone (PyTorch convention; SPML: 3e-4, docs/spml.md §5.1)
+    cfg.MODEL.RESNETS.BN_MOMENTUM = 0.1
+
+
+def set_bn_momentum(module, momentum):
+    """Set the momentum of every BatchNorm (BN, SyncBN, FrozenStatsBN) inside `module`."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+    return module
+
+
+def resolve_block_dilations(depth, res4, res5, keys=("MODEL.RESNETS.RES4_BLOCK_DILATIONS", "MODEL.RESNETS.RES5_BLOCK_DILATIONS")):
+    """
+    Per-block dilations of res2..res5 of a ResNet of `depth` for `build_resnet_with_block_dilations`;
+    an empty res4 / res5 list gives [1, 2, ..., 2] / [2, 4, ..., 4] (output stride 8). `keys` name
+    the two config keys in errors.
+    """
+    blocks = blocks_per_stage(depth)
+    res4 = list(res4) or [1] + [2] * (blocks[2] - 1)
+    res5 = list(res5) or [2] + [4] * (blocks[3] - 1)
+    for key, dilations in zip(keys, (res4, res5)):
+        if min(dilations) < 1:
+            raise ValueError(f"{key}={dilations}: dilations must be >= 1")
+    return {2: [1] * blocks[0], 3: [1] * blocks[1], 4: res4, 5: res5}
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnet_block_dilated_backbone(cfg, input_shape: ShapeSpec):
+    """
+    The ResNet of cfg.MODEL.RESNETS (depth, stem, norm, widths, OUT_FEATURES, FREEZE_AT) with one
+    dilation per block: MODEL.RESNETS.RES4_BLOCK_DILATIONS / RES5_BLOCK_DILATIONS ([] = [1, 2, ..., 2]
+    and [2, 4, ..., 4], output stride 8; an undilated res4 [1, ..., 1] gives output stride 16), and
+    every BatchNorm at MODEL.RESNETS.BN_MOMENTUM. SPML's backbone (docs/spml.md §5.1): deep stem
+    (STEM_TYPE "deeplab", 128 channels), res4 (1, 2, 2, ...), res5 (2, 4, 4), momentum 3e-4.
+    detectron2's DeepLab builder dilates the first block of a dilated stage fully and cannot give
+    res5 = (2, 4, 4).
+    """
+    r = cfg.MODEL.RESNETS
+    if r.RES5_STRIDE != 2:
+        raise ValueError(
+            "build_resnet_block_dilated_backbone dilates res5; MODEL.RESNETS.RES5_STRIDE must stay 2, "
+            f"got {r.RES5_STRIDE}"
+        )
+    dilations = resolve_block_dilations(r.DEPTH, r.RES4_BLOCK_DILATIONS, r.RES5_BLOCK_DILATIONS)
+    backbone = build_resnet_with_block_dilations(cfg, input_shape, dilations)
+    return set_bn_momentum(backbone, r.BN_MOMENTUM)

@@ -13,7 +13,24 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-__all__ = ["DeepLabV2Head"]
+__all__ = ["DeepLabV2Head", "SummedASPP"]
+
+
+class SummedASPP(nn.ModuleList):
+    """
+    DeepLab-v2's ASPP: parallel 3x3 convs (with bias, no norm, no activation) at the given
+    dilations (padding = dilation), summed. The branches are the list items, so the parameter
+    names are `<name>.<i>.weight` / `.bias`. PyTorch's default init; callers re-init as they need.
+    Used for class logits (DeepLabV2Head) and for SPML's embedding (SPMLASPPv2SumHead).
+    """
+
+    def __init__(self, in_channels, out_channels, dilations=(6, 12, 18, 24)):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=d, dilation=d, bias=True) for d in dilations
+        )
+
+    def forward(self, x):
+        return sum(branch(x) for branch in self)
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -35,9 +52,7 @@ class DeepLabV2Head(nn.Module):
         self.output_stride = shape.stride
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
-        self.branches = nn.ModuleList(
-            nn.Conv2d(shape.channels, num_classes, 3, padding=d, dilation=d, bias=True) for d in dilations
-        )
+        self.branches = SummedASPP(shape.channels, num_classes, dilations)
         for conv in self.branches:  # deeplab-pytorch's init
             nn.init.normal_(conv.weight, 0, 0.01)
             nn.init.constant_(conv.bias, 0)
@@ -58,7 +73,7 @@ class DeepLabV2Head(nn.Module):
 
     def layers(self, features):
         x = features[self.in_feature]
-        return sum(branch(x) for branch in self.branches)
+        return self.branches(x)
 
     def forward(self, features, targets=None):
         logits = self.layers(features)

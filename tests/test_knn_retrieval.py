@@ -1,8 +1,8 @@
-"""SPML k-NN segment retrieval on toy prototypes."""
+"""k-NN segment retrieval (wss_d2.refinement.knn, docs/spml.md §9.2) on toy prototypes."""
 import torch
 import torch.nn.functional as F
 
-from wss_d2.methods.spml.retrieval import build_segment_memory, knn_segment_retrieval, knn_vote
+from wss_d2.refinement.knn import build_segment_memory, knn_segment_retrieval, knn_vote
 
 
 def test_knn_vote_majority_ties_lowest_and_soft_scores():
