@@ -217,7 +217,7 @@ def _recording(model):
 def test_voc_final_protocol_runs_14_passes_and_whole_image_mode_does_not_resize():
     from wss_d2.inference import maybe_wrap_with_tta
 
-    opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.AGMM.RES5_DILATIONS",
+    opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.RES5_BLOCK_DILATIONS",
             "[2, 4]", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "6"]
     cfg = get_wss_cfg(VOC_CONFIG, [*CPU, *opts, "TEST.TTA.ENABLED", "True"])
     torch.manual_seed(0)

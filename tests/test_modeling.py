@@ -99,6 +99,40 @@ def test_old_feature_head_name_builds_the_same_module():
     assert all(torch.equal(new.state_dict()[k], v) for k, v in old_state.items())
 
 
+@pytest.mark.parametrize("stage", [4, 5])
+def test_old_agmm_dilation_keys_fail_naming_the_generic_ones(stage, tmp_path):
+    """MODEL.AGMM.RES{4,5}_DILATIONS moved to MODEL.RESNETS.RES{4,5}_BLOCK_DILATIONS: refused on the
+    command line and in a config file, naming the new key."""
+    config = os.path.join(CONFIGS, "synthetic", "agmm_R18_points.yaml")
+    renamed = f"MODEL.AGMM.RES{stage}_DILATIONS.*renamed.*MODEL.RESNETS.RES{stage}_BLOCK_DILATIONS"
+    with pytest.raises(KeyError, match=renamed):
+        get_wss_cfg(config, [f"MODEL.AGMM.RES{stage}_DILATIONS", "[1, 1]"])
+    old = tmp_path / "old.yaml"
+    old.write_text(f'_BASE_: "{config}"\nMODEL:\n  AGMM:\n    RES{stage}_DILATIONS: [2, 2]\n')
+    with pytest.raises(KeyError, match=renamed):
+        get_wss_cfg(str(old))
+
+
+def test_agmm_backbone_name_is_an_alias_of_the_block_dilated_builder():
+    """MODEL.BACKBONE.NAME "build_agmm_resnet_backbone" (the earlier name) builds the shared
+    builder's module: the same class, state-dict keys and dilations, so old checkpoints load."""
+    config = os.path.join(CONFIGS, "synthetic", "agmm_R18_points.yaml")
+    backbones = {}
+    for name in ("build_agmm_resnet_backbone", "build_resnet_block_dilated_backbone"):
+        torch.manual_seed(0)
+        backbones[name] = build_backbone(get_wss_cfg(config, ["MODEL.WEIGHTS", "", "MODEL.BACKBONE.NAME", name]))
+    old, new = backbones["build_agmm_resnet_backbone"], backbones["build_resnet_block_dilated_backbone"]
+    assert type(old) is type(new)
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert list(old_state) == list(new_state)
+    assert all(torch.equal(old_state[k], new_state[k]) for k in old_state)
+    dilations = lambda m: [c.dilation for c in m.modules() if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    assert dilations(old) == dilations(new)
+    x = torch.rand(1, 3, 48, 48)
+    old.eval(), new.eval()
+    assert torch.equal(old(x)["res5"], new(x)["res5"])
+
+
 def test_loss_matches_hand_computed_cross_entropy():
     head = _head(num_classes=2)
     # 1x3 image: (logits) -> label

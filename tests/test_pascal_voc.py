@@ -245,3 +245,67 @@ def test_voc_weak_label_errors_name_the_file(tmp_path, monkeypatch):
     np.save(os.path.join(voc, "cls_labels.npy"), {i: np.zeros(21, np.float32) for i in TRAIN_IDS + AUG_ONLY_IDS})
     with pytest.raises(ValueError, match="has length 21, expected 20"):
         DatasetCatalog.get("voc_2012_train_aug_tags")
+
+
+SHORTENED_RATIOS = ("0.8", "0.5", "0.3")
+
+
+def _shortened_scribble_layout(voc, records):
+    """SPML's scribble/dilate_3_<ratio>/<id>.png (docs/datasets.md §3.3): 255 canvas, class values on
+    the (already dilated) strokes; each ratio keeps the first `ratio` of every image's labelled rows."""
+    for ratio in SHORTENED_RATIOS:
+        folder = os.path.join(voc, "scribble", f"dilate_3_{ratio}")
+        os.makedirs(folder)
+        for r in records:
+            scribble = np.asarray(Image.open(os.path.join(voc, "scribble", "seginst", r["image_id"] + ".png"))).copy()
+            scribble[scribble == 21] = 255
+            rows = np.flatnonzero((scribble != 255).any(axis=1))
+            if len(rows):
+                scribble[rows[0] + max(1, int(len(rows) * float(ratio))):] = 255
+            Image.fromarray(scribble, mode="L").save(os.path.join(folder, r["image_id"] + ".png"))
+
+
+def test_voc_shortened_scribble_registrations(tmp_path, monkeypatch):
+    voc = str(tmp_path / "VOC2012")
+    records = _weak_voc_layout(voc)
+    _shortened_scribble_layout(voc, records)
+    monkeypatch.setenv("WSS_DATASETS", str(tmp_path))
+    for ratio in SHORTENED_RATIOS:
+        name = f"voc_2012_train_aug_scribbles_{ratio}"
+        meta = MetadataCatalog.get(name)
+        assert meta.weak_label == "scribbles"
+        assert meta.sparse_unlabeled_value == 255 and meta.sparse_void_value is None
+        dicts = DatasetCatalog.get(name)
+        assert [d["image_id"] for d in dicts] == list(TRAIN_IDS + AUG_ONLY_IDS)
+        assert not any("sem_seg_file_name" in d for d in dicts)
+        folder = os.path.join(voc, "scribble", f"dilate_3_{ratio}")
+        assert all(d["sparse_sem_seg_file_name"] == os.path.join(folder, d["image_id"] + ".png") for d in dicts)
+        # the files are dilated already: mapped without dilation, 255 becomes unlabelled (K = 21)
+        cfg = get_wss_cfg(MAIN_CONFIG, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "21", "DATASETS.TRAIN", f"('{name}',)",
+                                        "INPUT.SPARSE.SCRIBBLE_DILATION", "0"])
+        mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[name])
+        for d, record in zip(dicts, records):
+            raw = read_label_map(d["sparse_sem_seg_file_name"])
+            sparse = mapper(d)["sparse_sem_seg"].numpy()
+            assert np.array_equal(sparse, np.where(raw == 255, 21, raw))
+            gt = read_label_map(record["sem_seg_file_name"])
+            assert (sparse[sparse < 21] == gt[sparse < 21]).all()
+    # shorter scribbles label fewer pixels
+    counts = [sum((read_label_map(d["sparse_sem_seg_file_name"]) != 255).sum()
+                  for d in DatasetCatalog.get(f"voc_2012_train_aug_scribbles_{ratio}")) for ratio in SHORTENED_RATIOS]
+    assert counts[0] >= counts[1] >= counts[2] > 0
+    os.remove(os.path.join(voc, "scribble", "dilate_3_0.5", AUG_ONLY_IDS[0] + ".png"))
+    with pytest.raises(FileNotFoundError, match=f"scribble/dilate_3_0.5/{AUG_ONLY_IDS[0]}.png"):
+        DatasetCatalog.get("voc_2012_train_aug_scribbles_0.5")
+
+
+@pytest.mark.parametrize("percent, ratio", [("80", "0.8"), ("50", "0.5"), ("30", "0.3")])
+def test_shortened_scribble_configs_train_spml_without_a_second_dilation(percent, ratio):
+    from .conftest import CONFIGS
+
+    cfg = get_wss_cfg(os.path.join(CONFIGS, "voc", f"spml_R101_scribbles_{percent}.yaml"))
+    base = get_wss_cfg(os.path.join(CONFIGS, "voc", "spml_R101_scribbles.yaml"))
+    assert tuple(cfg.DATASETS.TRAIN) == (f"voc_2012_train_aug_scribbles_{ratio}",)
+    assert cfg.INPUT.SPARSE.SCRIBBLE_DILATION == 0 and base.INPUT.SPARSE.SCRIBBLE_DILATION == 3
+    assert cfg.MODEL.SPML == base.MODEL.SPML  # the same setting and loss weights
+    assert cfg.OUTPUT_DIR == f"output/voc/spml_R101_scribbles_{percent}"

@@ -35,6 +35,14 @@ def add_wss_config(cfg):
     cfg.INPUT.RANDOM_LONG_SIDE = []
     # training: AGMM's strong colour augmentation after crop and flip (jitter, grayscale, blur, shift)
     cfg.INPUT.STRONG_PHOTOMETRIC = False
+    # training, after crop and flip (SPML's stage C, docs/spml.md §4.2): with this probability the
+    # image becomes its luma 0.3 R + 0.59 G + 0.11 B on all channels (SPML: 0.3); 0 = off
+    cfg.INPUT.RANDOM_GRAYSCALE = 0.0
+    # then, with this probability, a RANDOM_BLUR_SIZE² blur ∝ exp(−(x² + y²)/σ²), σ ~ U(RANDOM_BLUR_SIGMA),
+    # per channel (cv2.filter2D) (SPML: 0.5, [0.1, 5.0], 5); 0 = off
+    cfg.INPUT.RANDOM_BLUR = 0.0
+    cfg.INPUT.RANDOM_BLUR_SIGMA = [0.1, 5.0]
+    cfg.INPUT.RANDOM_BLUR_SIZE = 5
     # pad crops smaller than INPUT.CROP.SIZE at the bottom/right (labels: ignore; valid_mask False)
     cfg.INPUT.CROP.PAD = False
     # image value of that padding (uint8 image, before the model's normalisation)

@@ -117,3 +117,119 @@ class StrongPhotometric(T.Augmentation):
         blur_radius = float(np.random.uniform(0.1, 2.0)) if np.random.rand() < self.blur_prob else None
         shift = float(np.random.uniform(-10, 10)) if np.random.rand() < self.shift_prob else None
         return StrongPhotometricTransform(jitter, grayscale, blur_radius, shift)
+
+
+def _to_image_dtype(values, dtype):
+    """Float results back to the image's dtype: uint8 rounded (half to even) and clipped."""
+    if dtype == np.uint8:
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return values.astype(dtype, copy=False)
+
+
+# luma weights of RandomGrayscale (docs/spml.md §4.2), in R, G, B order
+GRAYSCALE_WEIGHTS_RGB = (0.3, 0.59, 0.11)
+
+
+class GrayscaleTransform(T.Transform):
+    """Y = w_R R + w_G G + w_B B copied to the 3 channels; geometry and labels unchanged."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"Grayscale expects an (H, W, 3) image, got {img.shape}")
+        luma = img.astype(np.float64) @ np.asarray(self.weights, dtype=np.float64)
+        return _to_image_dtype(np.repeat(luma[:, :, None], 3, axis=2), img.dtype)
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+
+class RandomGrayscale(T.Augmentation):
+    """
+    With probability `prob`, replace the image by its luma Y = 0.3 R + 0.59 G + 0.11 B on all
+    three channels (SPML's stage C, docs/spml.md §4.2; not PIL's 0.299/0.587/0.114 of
+    StrongPhotometric). `image_format` ("RGB" or "BGR") orders the weights. One uniform draw
+    from numpy's global generator per image (the loader seeds it per image, so resume is exact).
+    A uint8 image is rounded back to uint8 (at most half a grey level from the float result).
+    """
+
+    def __init__(self, prob, image_format="RGB"):
+        super().__init__()
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"RandomGrayscale needs a probability in [0, 1], got {prob}")
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"RandomGrayscale needs an RGB or BGR image (INPUT.FORMAT), got {image_format!r}")
+        self._init(locals())
+
+    def get_transform(self, image):
+        if np.random.rand() < self.prob:
+            weights = GRAYSCALE_WEIGHTS_RGB if self.image_format == "RGB" else GRAYSCALE_WEIGHTS_RGB[::-1]
+            return GrayscaleTransform(weights)
+        return T.NoOpTransform()
+
+
+def blur_kernel(sigma, size=5):
+    """The size×size kernel w(x, y) ∝ exp(−(x² + y²) / σ²), x, y in −(size//2)..size//2, summing to 1
+    (docs/spml.md §4.2: σ², not 2σ², in the exponent)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"The blur kernel size must be odd and positive, got {size}")
+    if sigma <= 0:
+        raise ValueError(f"The blur sigma must be positive, got {sigma}")
+    offsets = np.arange(size, dtype=np.float64) - size // 2
+    kernel = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / sigma ** 2)
+    return kernel / kernel.sum()
+
+
+class BlurTransform(T.Transform):
+    """`blur_kernel(sigma, size)` applied to each channel with cv2.filter2D (correlation; the
+    kernel is symmetric, so also convolution) and its default border, reflect-101."""
+
+    def __init__(self, sigma, size=5):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        import cv2
+
+        kernel = blur_kernel(self.sigma, self.size).astype(np.float32)
+        blurred = cv2.filter2D(img.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+        return _to_image_dtype(blurred.reshape(img.shape), img.dtype)
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+
+class RandomBlur(T.Augmentation):
+    """
+    With probability `prob`, blur the image with `blur_kernel(σ, size)`, σ ~ U(sigma_range)
+    (SPML's stage C, docs/spml.md §4.2: p 0.5, σ ~ U(0.1, 5), 5×5). Draws from numpy's global
+    generator: one uniform for the coin, one for σ when it fires. A uint8 image is rounded back.
+    """
+
+    def __init__(self, prob, sigma_range=(0.1, 5.0), size=5):
+        super().__init__()
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"RandomBlur needs a probability in [0, 1], got {prob}")
+        if len(sigma_range) != 2 or not 0 < sigma_range[0] <= sigma_range[1]:
+            raise ValueError(f"RandomBlur needs a sigma range [min, max] with 0 < min <= max, got {list(sigma_range)}")
+        blur_kernel(sigma_range[0], size)  # checks the size
+        sigma_range = tuple(float(s) for s in sigma_range)
+        self._init(locals())
+
+    def get_transform(self, image):
+        if np.random.rand() < self.prob:
+            return BlurTransform(float(np.random.uniform(*self.sigma_range)), self.size)
+        return T.NoOpTransform()
+
+
+# image-only colour transforms: label maps, coordinates and CAMs skip them
+PHOTOMETRIC_TRANSFORMS = (StrongPhotometricTransform, GrayscaleTransform, BlurTransform)

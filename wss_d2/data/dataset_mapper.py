@@ -48,7 +48,14 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Boxes, Instances
 
-from .augmentation import RandomLongSide, RandomScale, StrongPhotometric
+from .augmentation import (
+    PHOTOMETRIC_TRANSFORMS,
+    RandomBlur,
+    RandomGrayscale,
+    RandomLongSide,
+    RandomScale,
+    StrongPhotometric,
+)
 from .build import DATASET_MAPPER_REGISTRY
 from .sparse_label_check import resolve_sparse_values
 from .config import weak_label_input_value
@@ -396,8 +403,9 @@ class WeakLabelDatasetMapper:
                 sparse = dilate_sparse_labels(sparse, self.point_dilation, self.num_classes)
         if boxes is not None:
             boxes = self._transform_boxes(boxes, transforms, h, w)
-        if cams is not None:
-            cams = transforms.apply_image(np.ascontiguousarray(cams.transpose(1, 2, 0)))
+        if cams is not None:  # the geometry only: colour changes are for the image
+            geometric = T.TransformList([t for t in transforms if not isinstance(t, PHOTOMETRIC_TRANSFORMS)])
+            cams = geometric.apply_image(np.ascontiguousarray(cams.transpose(1, 2, 0)))
             cams = cams.reshape(h, w, -1).transpose(2, 0, 1)
         if overseg is not None:  # nearest, like every label map; region ids are not remapped on a flip
             overseg = transforms.apply_segmentation(overseg).astype(np.uint8)
@@ -563,7 +571,8 @@ def _label_lookup(mapping):
 
 def build_semantic_augmentations(cfg, is_train):
     """DeepLab-style training augmentation: random rescale, crop, flip, optional strong colour
-    changes (INPUT.STRONG_PHOTOMETRIC). Test: optional resize."""
+    changes (INPUT.STRONG_PHOTOMETRIC), then optional grayscale and blur (INPUT.RANDOM_GRAYSCALE,
+    INPUT.RANDOM_BLUR, SPML's stage C). Test: optional resize."""
     if not is_train:
         if cfg.INPUT.MIN_SIZE_TEST > 0:
             return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
@@ -594,4 +603,13 @@ def build_semantic_augmentations(cfg, is_train):
         )
     if cfg.INPUT.STRONG_PHOTOMETRIC:
         augmentations.append(StrongPhotometric())
+    # SPML's stage-C colour changes (docs/spml.md §4.2), only when on: off, nothing else draws differently
+    grayscale = cfg.INPUT.get("RANDOM_GRAYSCALE", 0.0)
+    if grayscale > 0:
+        augmentations.append(RandomGrayscale(grayscale, cfg.INPUT.FORMAT))
+    blur = cfg.INPUT.get("RANDOM_BLUR", 0.0)
+    if blur > 0:
+        augmentations.append(
+            RandomBlur(blur, cfg.INPUT.get("RANDOM_BLUR_SIGMA", (0.1, 5.0)), cfg.INPUT.get("RANDOM_BLUR_SIZE", 5))
+        )
     return augmentations

@@ -12,6 +12,8 @@ and the weak-label training sets on train_aug (no GT in their dicts):
     voc_2012_train_aug_boxes                Annotations/<id>.xml
     voc_2012_train_aug_scribbles            scribble/seginst/<id>.png (AGMM: unlabelled = 21)
     voc_2012_train_aug_scribbles_rloss      pascal_2012_scribble/<id>.png (rloss: unlabelled = 255)
+    voc_2012_train_aug_scribbles_{0.8,0.5,0.3}  scribble/dilate_3_<ratio>/<id>.png (SPML's shortened
+                                            scribbles, dilated 3: unlabelled = 255)
     voc_2012_train_aug_points               point/segcls/<id>.png (AGMM: unlabelled = 21)
     voc_2012_train_aug_points_json          voc_whats_the_point.json + ..._bg_from_scribbles.json
     voc_2012_train_aug_pseudo               pseudo_labels/<id>.png (e.g. tools/export_pseudo_labels.py)
@@ -191,6 +193,15 @@ VOC_WEAK_LABELS = {
         {"sparse_unlabeled_value": 255, "sparse_void_value": None},
     ),
     "points": ("points", {"sparse_dir": "point/segcls"}, {"sparse_unlabeled_value": 21}),
+    # SPML's scribbles shortened to 80/50/30 % of their length, already dilated 3 (docs/datasets.md §3.3)
+    **{
+        f"scribbles_{ratio}": (
+            "scribbles",
+            {"sparse_dir": f"scribble/dilate_3_{ratio}"},
+            {"sparse_unlabeled_value": 255, "sparse_void_value": None},
+        )
+        for ratio in ("0.8", "0.5", "0.3")
+    },
     "points_json": (
         "points_json",
         {"point_files": ("voc_whats_the_point.json", "voc_whats_the_point_bg_from_scribbles.json")},

@@ -38,9 +38,15 @@ def add_agmm_config(cfg):
             "MODEL.AGMM.{PCE,G2P,L2G,PROTO,CLS}_LOSS_WEIGHT",
             "one key per loss: " + ", ".join(f"MODEL.AGMM.{loss_weight_key(name)} ({name})" for name in LOSS_NAMES),
         )
-    # per-block dilations of res4 ([] = [1, 2, ..., 2], torchvision's replace_stride_with_dilation)
-    cfg.MODEL.AGMM.RES4_DILATIONS = []
-    # per-block dilations of res5 ([] = [2, 4, ..., 4]; Cityscapes' multi-grid [4, 8, 16])
-    cfg.MODEL.AGMM.RES5_DILATIONS = []
+    # per-block dilations moved to the shared backbone keys (build_resnet_block_dilated_backbone)
+    for stage in (4, 5):
+        old_key = f"MODEL.AGMM.RES{stage}_DILATIONS"
+        if not cfg.key_is_renamed(old_key):
+            cfg.register_renamed_key(
+                old_key,
+                f"MODEL.RESNETS.RES{stage}_BLOCK_DILATIONS",
+                f"one dilation per res{stage} block, read by build_resnet_block_dilated_backbone (of which "
+                f"build_agmm_resnet_backbone is an alias): set MODEL.RESNETS.RES{stage}_BLOCK_DILATIONS",
+            )
     # inference returns softmax probabilities (the released model's eval output); False: logits
     cfg.MODEL.AGMM.TEST_SOFTMAX = True

@@ -416,7 +416,9 @@ class SPMLEmbedder(_SPMLEmbedding):
         ce = cross_entropy_on_labelled(logits, labels, K, self.ignore_value)
 
         global_fields, offset = gather_segments(segments.fields(), images.shape[0])
-        candidates = SPMLCandidates.from_fields(append_memory(global_fields, self.memory.fields()))
+        candidates = SPMLCandidates.from_fields(
+            append_memory(global_fields, self.memory.fields()), num_current=global_fields["prototypes"].shape[0]
+        )
         losses = spml_total_loss(
             segments, candidates, offset, K, self.setting, ce_loss=ce, feature_affinity=self.feature_affinity,
             exact=self.exact, chunk_size=self.chunk_size,
