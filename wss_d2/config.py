@@ -41,7 +41,9 @@ def add_wss_config(cfg):
     # then, with this probability, a RANDOM_BLUR_SIZE² blur ∝ exp(−(x² + y²)/σ²), σ ~ U(RANDOM_BLUR_SIGMA),
     # per channel (cv2.filter2D) (SPML: 0.5, [0.1, 5.0], 5); 0 = off
     cfg.INPUT.RANDOM_BLUR = 0.0
+    # range [low, high] of the blur's σ, drawn uniformly per image
     cfg.INPUT.RANDOM_BLUR_SIGMA = [0.1, 5.0]
+    # side of the square blur kernel, in pixels (odd)
     cfg.INPUT.RANDOM_BLUR_SIZE = 5
     # pad crops smaller than INPUT.CROP.SIZE at the bottom/right (labels: ignore; valid_mask False)
     cfg.INPUT.CROP.PAD = False
