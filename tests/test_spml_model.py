@@ -329,7 +329,8 @@ def test_sliding_window_inference_pads_tiles_and_averages_unit_embeddings():
     model.embed = lambda x: (seen.append(tuple(x.shape[-2:])), original(x))[1]
     image = torch.randint(0, 255, (3, 10, 40), dtype=torch.uint8)
     out = model([{"image": image}])[0]
-    assert seen == [(16, 16)] * 3  # rows padded 10 -> 16: one; columns 40: starts 0, 12, 24
+    # rows padded 10 -> 16: one; columns 40: starts 0, 12, 24; then the raw embedding in one pass
+    assert seen == [(16, 16)] * 3 + [(16, 40)]
     assert out["embedding"].shape == (64, 10, 40) and out["sem_seg"].shape == (K, 10, 40)
     assert torch.allclose(out["embedding"].norm(dim=0), torch.ones(10, 40), atol=1e-5)
     # a pixel inside one window only: that window's unit embedding
@@ -337,6 +338,25 @@ def test_sliding_window_inference_pads_tiles_and_averages_unit_embeddings():
     first = F.normalize(F.interpolate(original(padded[..., :16]), size=(16, 16), mode="bilinear",
                                       align_corners=False), dim=1)
     assert torch.allclose(out["embedding"][:, :, :12], first[0, :, :10, :12], atol=1e-5)
+    # the random walk's raw embedding: the whole padded image, not normalised, cropped to the image
+    whole = F.interpolate(original(padded), size=(16, 40), mode="bilinear", align_corners=False)
+    assert torch.equal(out["raw_embedding"], whole[0, :, :10])
+    assert not torch.allclose(out["raw_embedding"].norm(dim=0), torch.ones(10, 40))
+
+
+def test_one_window_inference_reuses_its_pass_for_the_raw_embedding_and_stage_c_returns_it():
+    model = _model(["TEST.SPML.WINDOW_SIZE", "16"]).eval()
+    seen = []
+    original = model.embed
+    model.embed = lambda x: (seen.append(tuple(x.shape[-2:])), original(x))[1]
+    out = model([{"image": torch.randint(0, 255, (3, 10, 12), dtype=torch.uint8)}])[0]
+    assert seen == [(16, 16)]
+    assert torch.allclose(F.normalize(out["raw_embedding"], dim=0), out["embedding"], atol=1e-6)
+    stage_c = _classifier()
+    stage_c.load_state_dict(model.state_dict(), strict=False)
+    out_c = stage_c.eval()([{"image": torch.randint(0, 255, (3, 10, 12), dtype=torch.uint8)}])[0]
+    assert set(out_c) == {"embedding", "raw_embedding", "sem_seg", "sem_seg_kind"}
+    assert out_c["raw_embedding"].shape == (64, 10, 12)
 
 
 # ----------------------------------------------------------------------------- stage C
@@ -382,7 +402,8 @@ def test_stage_c_inference_contract_and_tta_wrap():
     model = _classifier().eval()
     image = torch.randint(0, 255, (3, 24, 40), dtype=torch.uint8)
     out = model([{"image": image, "height": 24, "width": 40}])[0]
-    assert sorted(out) == ["sem_seg", "sem_seg_kind"] and out["sem_seg"].shape == (K, 24, 40)
+    assert sorted(out) == ["embedding", "raw_embedding", "sem_seg", "sem_seg_kind"]
+    assert out["sem_seg"].shape == (K, 24, 40) and out["embedding"].shape == (64, 24, 40)
     assert out["sem_seg_kind"] == "logits"
     cfg = _cfg(opts=["TEST.TTA.ENABLED", "True", "TEST.TTA.SCALES", "[0.5, 1.0]", "TEST.TTA.FLIP", "True"])
     probs = maybe_wrap_with_tta(cfg, model).eval()([{"image": image, "height": 24, "width": 40}])[0]["sem_seg"]

@@ -31,12 +31,17 @@ def resolve_sparse_values(cfg, metadata):
 
 
 def check_sparse_label_encoding(label_files, num_classes, unlabeled_value, void_value, name="sparse labels",
-                                max_labelled_share=MAX_LABELLED_SHARE):
+                                max_labelled_share=MAX_LABELLED_SHARE, dense_labels=False):
     """
     Histogram the raw values of `label_files`; raise ValueError naming the files, the values
     and the config key to change when the unlabelled value never occurs or when labelled
-    pixels are more than `max_labelled_share` of the pixels (None: no limit, for CAM-derived
-    labels, which label most pixels). Returns the shares of labelled, unlabelled and void pixels.
+    pixels are more than `max_labelled_share` of the pixels (None: no limit).
+
+    dense_labels: CAM-derived labels (make_cam_labels.py), which label most pixels and may label
+    all of them: no share limit, a missing unlabelled value is allowed (logged), but a value that
+    is neither a class id, the unlabelled value nor the void value raises (it would mean the files
+    use another unlabelled value than the dataset's metadata). Returns the shares of labelled,
+    unlabelled and void pixels.
     """
     if not label_files:
         raise ValueError(f"{name}: no sparse-label files to check")
@@ -59,12 +64,25 @@ def check_sparse_label_encoding(label_files, num_classes, unlabeled_value, void_
         if commonest < num_classes
         else f"if {commonest} means unlabelled, set INPUT.SPARSE.UNLABELED_RAW {commonest}"
     )
+    if dense_labels:
+        known = set(range(num_classes)) | {unlabeled_value, void_value}
+        unexpected = [v for v in np.flatnonzero(histogram).tolist() if v not in known]
+        if unexpected:
+            raise ValueError(
+                f"{where} the values {unexpected} are neither a class id 0..{num_classes - 1}, the unlabelled value "
+                f"{unlabeled_value} (INPUT.SPARSE.UNLABELED_RAW, or the dataset's sparse_unlabeled_value) nor the "
+                f"void value {void_value}: the files mark unlabelled pixels differently from the dataset's metadata; "
+                f"if {unexpected[0]} means unlabelled, set INPUT.SPARSE.UNLABELED_RAW {unexpected[0]}."
+            )
+        if shares["unlabelled"] == 0:
+            logger.warning(f"{where} every pixel is labelled or void (no unlabelled value {unlabeled_value})")
+        return shares
     if shares["unlabelled"] == 0:
         raise ValueError(
             f"{where} no pixel has the unlabelled value {unlabeled_value} (INPUT.SPARSE.UNLABELED_RAW, or the "
             f"dataset's sparse_unlabeled_value); the commonest value is {commonest} "
-            f"({histogram[commonest] / total:.1%} of the pixels). AGMM's GMM terms would see labelled pixels "
-            f"only; {hint}."
+            f"({histogram[commonest] / total:.1%} of the pixels). The terms on unlabelled pixels (AGMM's GMM, "
+            f"SPML's clustering) would see labelled pixels only; {hint}."
         )
     if max_labelled_share is not None and shares["labelled"] > max_labelled_share:
         raise ValueError(
@@ -94,7 +112,7 @@ def check_sparse_labels_from_config(cfg):
         unlabeled, void = resolve_sparse_values(cfg, MetadataCatalog.get(dataset_name))
         shares = check_sparse_label_encoding(
             files, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, unlabeled, void, name=f"dataset {dataset_name}",
-            max_labelled_share=None if weak_label == "cam_labels" else MAX_LABELLED_SHARE,
+            dense_labels=weak_label == "cam_labels",
         )
         logger.info(
             f"Sparse labels of {dataset_name} ({len(files)} files checked): labelled {shares['labelled']:.2%}, "

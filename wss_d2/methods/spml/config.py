@@ -88,6 +88,11 @@ def add_spml_config(cfg):
     cfg.MODEL.SPML.CLASSIFIER_DROPOUT = 0.65
     # norm of the classifier heads' BatchNorm ("BN", "SyncBN"; PyTorch's momentum 0.1)
     cfg.MODEL.SPML.CLASSIFIER_NORM = "BN"
+    # SPMLClassifier: False (stage C) keeps the embedding network frozen, in eval mode; True trains
+    # backbone, embedding head and classifier end to end with the cross entropy on the labelled
+    # pixels (partial CE: the naive baseline of tools/run_spml_comparison.py, not part of SPML),
+    # MODEL.SPML.FROZEN_STAGES still frozen
+    cfg.MODEL.SPML.TRAIN_EMBEDDING = False
 
     # --- parameter groups (docs/spml.md §8.1, spml_param_groups) ---
     # LR multiplier of everything outside the backbone (embedding head, classifiers); their biases

@@ -22,21 +22,24 @@ into windows of that size (0 = one pass over the image padded to the backbone's 
 window's embedding upsampled bilinearly to the window, L2-normalised and averaged where windows
 overlap; the classifier applied on that full-resolution unit embedding (docs/spml.md §5.4); both
 resized to (height, width):
-{"embedding": (D, H, W) unit embedding, "sem_seg": (K, H, W) logits, "sem_seg_kind": "logits"}.
+{"embedding": (D, H, W) unit embedding, "raw_embedding": (D, h, w) the embedding before normalisation
+of the whole padded image in one pass at the resized size (the random walk's start, docs/spml.md §9.3),
+"sem_seg": (K, H, W) logits, "sem_seg_kind": "logits"}.
 (The released code sums per-window logits; here the head runs once on the averaged embedding, which
 differs only where windows overlap.)
 
 `SPMLClassifier` (stage C/T): the stage-A backbone and embedding head, frozen (eval mode, no
-gradient), with a fresh classifier trained by cross entropy on labels < K. Its attribute names
+gradient), with a fresh classifier trained by cross entropy on labels < K (MODEL.SPML.TRAIN_EMBEDDING:
+the whole network trained end to end instead, the naive partial-CE baseline). Its attribute names
 match the embedder's (`backbone`, `sem_seg_head`) while its head is `classifier` (the embedder's is
 `aux_classifier`), so MODEL.WEIGHTS = a stage-A checkpoint loads only the embedding network.
-Inference returns {"sem_seg": (K, H, W) logits, "sem_seg_kind": "logits"}; the protocols of
+Inference returns the embedder's keys (so the stage-B generators run on a stage-C head); the protocols of
 docs/spml.md §9.5 are (i) as is, (ii) with TEST.CRF.ENABLED, (iii) TEST.TTA (scales 0.5..1.5,
 flip, softmax after resize, mean) + CRF with TEST.SPML.IMAGE_SIZE 0.
 """
 import logging
 import math
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -147,6 +150,23 @@ def _resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=new, mode="bilinear", align_corners=False)
 
 
+def _embedding_outputs(e, raw, logits, size, sem_seg_kind):
+    """The inference dict of both models: embedding and logits at the output size, raw embedding as computed."""
+    if tuple(e.shape[-2:]) != size:
+        e = F.normalize(F.interpolate(e, size=size, mode="bilinear", align_corners=False), dim=1)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return {"embedding": e[0], "raw_embedding": raw[0], "sem_seg": logits[0], "sem_seg_kind": sem_seg_kind}
+
+
+def _freeze_stages(backbone, stages):
+    """MODEL.SPML.FROZEN_STAGES: left out of the optimizer; their BatchNorm keeps running in train mode."""
+    for stage in stages:
+        if stage not in FROZEN_STAGE_NAMES or not hasattr(backbone, stage):
+            raise ValueError(f"MODEL.SPML.FROZEN_STAGES: {stage!r} is not a stage of the backbone ({FROZEN_STAGE_NAMES})")
+        for p in getattr(backbone, stage).parameters():
+            p.requires_grad_(False)
+
+
 def training_labels(batched_inputs, method: str) -> torch.Tensor:
     """(B, H, W) weak labels: `sparse_sem_seg` (K unlabelled) or a dense `sem_seg`."""
     key = "sparse_sem_seg" if "sparse_sem_seg" in batched_inputs[0] else "sem_seg"
@@ -206,38 +226,49 @@ class _SPMLEmbedding(nn.Module):
         valid = stack_crops(batched_inputs, "valid_mask") if "valid_mask" in batched_inputs[0] else None
         return normalize_images(images, self.pixel_mean, self.pixel_std, valid)
 
-    def _embed_full(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, D, h, w) unit embedding of a normalised image at its own size (one pass)."""
+    def _embed_full(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(1, D, h, w) embedding (unit, or raw) of a normalised image at its own size (one pass)."""
         h, w = image.shape[-2:]
         padded = _pad_to(image, self.size_divisibility, 0.0)
         e = self.embed(padded)
         e = F.interpolate(e, size=padded.shape[-2:], mode="bilinear", align_corners=False)[..., :h, :w]
-        return F.normalize(e, dim=1)
+        return F.normalize(e, dim=1) if normalize else e
 
-    def _inference_embedding(self, input) -> torch.Tensor:
+    def _inference_embedding(self, input) -> Tuple[torch.Tensor, torch.Tensor]:
         """
-        (1, D, h, w) unit embedding at the (resized) image size. With TEST.SPML.WINDOW_SIZE s > 0
-        (docs/spml.md §9.1): the image padded bottom/right with 0 to at least s x s, windows of s at
-        the positions of `window_starts`, each window's unit embedding accumulated and divided by the
-        per-pixel window count (then re-normalised, which changes only overlaps), cropped to the image.
+        ((1, D, h, w) unit embedding, (1, D, h, w) raw embedding) at the (resized) image size.
+
+        Unit: with TEST.SPML.WINDOW_SIZE s > 0 (docs/spml.md §9.1) the image is padded bottom/right
+        with 0 to at least s x s, windows of s at the positions of `window_starts`, each window's unit
+        embedding accumulated and divided by the per-pixel window count (then re-normalised, which
+        changes only overlaps), cropped to the image.
+        Raw: the embedding before normalisation of the whole padded image in one pass, which the
+        random walk starts from (docs/spml.md §9.3); no extra pass when one window covers the image.
         """
         image = normalize_images(input["image"].to(self.device)[None], self.pixel_mean, self.pixel_std)
         image = _resize_long_side(image, self.test_image_size)
         s = self.test_window_size
         if s <= 0:
-            return self._embed_full(image)
+            raw = self._embed_full(image, normalize=False)
+            return F.normalize(raw, dim=1), raw
         h, w = image.shape[-2:]
         ph, pw = max(h, s), max(w, s)
         padded = F.pad(image, (0, pw - w, 0, ph - h), value=0.0)
+        ys, xs = window_starts(ph, s), window_starts(pw, s)
+        if len(ys) == 1 and len(xs) == 1:
+            raw = self._embed_full(padded, normalize=False)
+            # normalised twice, as a one-window pass of the loop below (bit-identical outputs)
+            return F.normalize(F.normalize(raw, dim=1), dim=1)[..., :h, :w], raw[..., :h, :w]
         total, count = None, padded.new_zeros(1, 1, ph, pw)
-        for y in window_starts(ph, s):
-            for x in window_starts(pw, s):
+        for y in ys:
+            for x in xs:
                 e = self._embed_full(padded[..., y:y + s, x:x + s])
                 if total is None:
                     total = padded.new_zeros(1, e.shape[1], ph, pw)
                 total[..., y:y + s, x:x + s] += e
                 count[..., y:y + s, x:x + s] += 1
-        return F.normalize((total / count)[..., :h, :w], dim=1)
+        raw = self._embed_full(padded, normalize=False)[..., :h, :w]
+        return F.normalize((total / count)[..., :h, :w], dim=1), raw
 
     @staticmethod
     def _output_size(input):
@@ -310,12 +341,7 @@ class SPMLEmbedder(_SPMLEmbedding):
         # not a module nor a buffer: never in a checkpoint; the first iteration sees it empty
         self.memory = PrototypeMemoryBank(size=int(memory_size))
         self.frozen_stages = tuple(frozen_stages)
-        for stage in self.frozen_stages:
-            if stage not in FROZEN_STAGE_NAMES or not hasattr(backbone, stage):
-                raise ValueError(f"MODEL.SPML.FROZEN_STAGES: {stage!r} is not a stage of the backbone ({FROZEN_STAGE_NAMES})")
-            # left out of the optimizer; the BatchNorm keeps running in train mode
-            for p in getattr(backbone, stage).parameters():
-                p.requires_grad_(False)
+        _freeze_stages(backbone, self.frozen_stages)
         logger.info(
             "SPML: unlabelled pixels (labels K..254) %s; contrastive loss %s; feature affinity %s",
             "treated as void for clustering, (V) and (O) (MODEL.SPML.UNLABELED_AS_VOID)" if self.unlabeled_as_void
@@ -432,18 +458,17 @@ class SPMLEmbedder(_SPMLEmbedding):
 
     @torch.no_grad()
     def inference(self, input):
-        e = self._inference_embedding(input)
-        logits = self.aux_classifier(e)
-        size = self._output_size(input)
-        if tuple(e.shape[-2:]) != size:
-            e = F.normalize(F.interpolate(e, size=size, mode="bilinear", align_corners=False), dim=1)
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return {"embedding": e[0], "sem_seg": logits[0], "sem_seg_kind": self.sem_seg_kind}
+        e, raw = self._inference_embedding(input)
+        return _embedding_outputs(e, raw, self.aux_classifier(e), self._output_size(input), self.sem_seg_kind)
 
 
 @META_ARCH_REGISTRY.register()
 class SPMLClassifier(_SPMLEmbedding):
-    """SPML stage C/T: a fresh classifier on the frozen stage-A embedding."""
+    """
+    SPML stage C/T: a fresh classifier on the frozen stage-A embedding. With train_embedding
+    (MODEL.SPML.TRAIN_EMBEDDING) the same network trains end to end with the partial cross
+    entropy instead: the naive baseline with SPML's backbone and head.
+    """
 
     sem_seg_kind = "logits"
 
@@ -462,6 +487,8 @@ class SPMLClassifier(_SPMLEmbedding):
         ignore_value: int = 255,
         test_image_size: int = 512,
         test_window_size: int = 512,
+        train_embedding: bool = False,
+        frozen_stages: Sequence[str] = ("stem", "res2"),
     ):
         super().__init__()
         self._init_embedding(backbone, sem_seg_head, pixel_mean, pixel_std, test_image_size, test_window_size)
@@ -469,8 +496,12 @@ class SPMLClassifier(_SPMLEmbedding):
         self.classifier = SPMLClassifierHead(sem_seg_head.embed_dim, num_classes, dropout, classifier_norm)
         self.ce_loss_weight = float(ce_loss_weight)
         self.ignore_value = int(ignore_value)
-        for p in list(self.backbone.parameters()) + list(self.sem_seg_head.parameters()):
-            p.requires_grad_(False)
+        self.train_embedding = bool(train_embedding)
+        if self.train_embedding:
+            _freeze_stages(backbone, frozen_stages)
+        else:
+            for p in list(self.backbone.parameters()) + list(self.sem_seg_head.parameters()):
+                p.requires_grad_(False)
         self.train(self.training)
 
     @classmethod
@@ -489,13 +520,16 @@ class SPMLClassifier(_SPMLEmbedding):
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "test_image_size": cfg.TEST.SPML.IMAGE_SIZE,
             "test_window_size": cfg.TEST.SPML.WINDOW_SIZE,
+            "train_embedding": spml.TRAIN_EMBEDDING,
+            "frozen_stages": list(spml.FROZEN_STAGES),
         }
 
     def train(self, mode: bool = True):
-        """The embedding network always stays in eval mode (BN running statistics)."""
+        """A frozen embedding network stays in eval mode (BN running statistics)."""
         super().train(mode)
-        self.backbone.eval()
-        self.sem_seg_head.eval()
+        if not self.train_embedding:
+            self.backbone.eval()
+            self.sem_seg_head.eval()
         return self
 
     def forward(self, batched_inputs):
@@ -510,16 +544,12 @@ class SPMLClassifier(_SPMLEmbedding):
         div = self.size_divisibility
         images = _pad_to(images, div, 0.0)
         labels = _pad_to(labels, div, self.ignore_value)
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.train_embedding):
             e = F.normalize(self.embed(images), dim=1)
         logits = self.classifier(e)
         return {"loss_ce": self.ce_loss_weight * cross_entropy_on_labelled(logits, labels, self.num_classes, self.ignore_value)}
 
     @torch.no_grad()
     def inference(self, input):
-        e = self._inference_embedding(input)
-        logits = self.classifier(e)
-        size = self._output_size(input)
-        if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return {"sem_seg": logits[0], "sem_seg_kind": self.sem_seg_kind}
+        e, raw = self._inference_embedding(input)
+        return _embedding_outputs(e, raw, self.classifier(e), self._output_size(input), self.sem_seg_kind)
