@@ -62,3 +62,37 @@ def test_sipe_pipeline_tool_starts():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--baseline-results" in result.stdout
+
+
+def test_spml_comparison_runs_every_stage_and_aggregates_seeds(synthetic_dir, tmp_path):
+    tool = load_script("tools/run_spml_comparison.py")
+    out = tmp_path / "spml"
+    # seed 1 "finished" with known figures: reused, not retrained
+    fake = {"supervised": 50.0, "spml_points": 30.0, "pce_points": 20.0}
+    _fake_finished_run(str(out / "supervised" / "seed1"), fake["supervised"], [0.4])
+    _fake_finished_run(str(out / "pce_points" / "seed1"), fake["pce_points"], [0.4])
+    spml = out / "spml_points" / "seed1"
+    _fake_finished_run(str(spml / "stage_a"), 1.0, [0.9, 0.7, 0.8])
+    _fake_finished_run(str(spml / "stage_c"), fake["spml_points"], [0.2])
+    os.makedirs(spml / "pseudo")
+    (spml / "pseudo" / "second_stage.yaml").write_text("")
+    (spml / "pseudo" / "pseudo_label_quality.json").write_text(json.dumps({"mIoU": 40.0}))
+
+    rows = tool.main(["--output", str(out), "--seeds", "0", "1", "--kinds", "points", "--no-deeplab",
+                      "--opts", *TINY])
+
+    assert [r["key"] for r in rows] == ["supervised", "spml_points", "pce_points"]
+    by_key = {r["key"]: r for r in rows}
+    for key, row in by_key.items():
+        assert [r["seed"] for r in row["runs"]] == [0, 1] and row["runs"][1]["mIoU"] == fake[key]
+        assert row["fraction_of_supervised"] == pytest.approx(row["mIoU_mean"] / by_key["supervised"]["mIoU_mean"])
+    # SPML's row: stage C's val mIoU, stage A's s/iter, stage B's label quality
+    assert by_key["spml_points"]["runs"][1]["s_per_iter"] == 0.8
+    assert by_key["spml_points"]["runs"][1]["pseudo_label_mIoU"] == 40.0
+    real = out / "spml_points" / "seed0"
+    assert json.load(open(real / "pseudo" / "pseudo_label_quality.json"))["images"] > 0
+    stage_c = open(real / "stage_c" / "config.yaml").read()
+    assert "SPMLClassifier" in stage_c and "seed0_pseudo" in stage_c and "stage_a/model_final.pth" in stage_c
+    assert "TRAIN_EMBEDDING: true" in open(out / "pce_points" / "seed0" / "config.yaml").read()
+    assert "wss_synthetic_train\n" in open(out / "supervised" / "seed0" / "config.yaml").read()
+    assert (out / "results.md").read_text().count("\n") == 2 + len(rows)

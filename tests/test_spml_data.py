@@ -357,3 +357,28 @@ def test_densepose_flip_remaps_parts_but_not_region_ids(tmp_path, image_file, co
     sparse, overseg = out["sparse_sem_seg"].numpy(), out["overseg"].numpy()
     assert (overseg == np.tile(np.arange(W)[::-1], (H, 1))).all()  # mirrored, ids unchanged
     assert (sparse[3:9, W - 9:W - 3] == 3).all() and (sparse[18:24, W - 54:W - 48] == 7).all()  # left hand, left thigh
+
+
+def test_cam_label_sets_may_label_every_pixel_but_not_use_a_foreign_unlabelled_value(tmp_path):
+    from wss_d2.data.sparse_label_check import check_sparse_label_encoding
+    from wss_d2.data.writers import write_label_png
+
+    K = 6
+    files = []
+    for i in range(3):  # CAM labels of images with one or two classes: every pixel labelled
+        label = np.zeros((8, 8), np.uint8)
+        label[:, 4:] = 1 + i
+        files.append(str(tmp_path / f"cam_{i}.png"))
+        write_label_png(label, files[-1])
+    shares = check_sparse_label_encoding(files, K, K, 255, name="dataset cams", dense_labels=True)
+    assert shares["unlabelled"] == 0 and shares["labelled"] == 1.0
+    # the same files as hand-made sparse labels: no unlabelled value is an error
+    with pytest.raises(ValueError, match="no pixel has the unlabelled value 6"):
+        check_sparse_label_encoding(files, K, K, 255, name="dataset sparse")
+    # files that mark unlabelled pixels with 200 while the metadata says 6: refused, naming 200 and a file
+    label = np.zeros((8, 8), np.uint8)
+    label[2:5] = 200
+    write_label_png(label, str(tmp_path / "cam_3.png"))
+    with pytest.raises(ValueError, match=r"the values \[200\].*cam_0\.png|cam_0\.png.*the values \[200\]"):
+        check_sparse_label_encoding(files + [str(tmp_path / "cam_3.png")], K, K, 255, name="dataset cams",
+                                    dense_labels=True)

@@ -410,6 +410,34 @@ def test_stage_c_inference_contract_and_tta_wrap():
     assert probs.shape == (K, 24, 40) and torch.allclose(probs.sum(0), torch.ones(24, 40), atol=1e-4)
 
 
+def test_train_embedding_makes_the_classifier_the_end_to_end_partial_ce_baseline():
+    model = _classifier(["MODEL.SPML.TRAIN_EMBEDDING", "True", "MODEL.SPML.FROZEN_STAGES", "['stem']"]).train()
+    assert model.backbone.training and model.sem_seg_head.training
+    assert not any(p.requires_grad for p in model.backbone.stem.parameters())
+    bn = model.backbone.res3[0].conv1.norm
+    before = bn.running_mean.clone()
+    batch = _batch()
+    losses = model(batch)
+    assert sorted(losses) == ["loss_ce"]
+    losses["loss_ce"].backward()
+    assert not torch.equal(bn.running_mean, before)  # the BN statistics train too
+    assert model.backbone.res5[0].conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.sem_seg_head.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in model.backbone.stem.parameters())
+    # the loss is the CE of the labelled pixels only (labels >= K and 255 ignored)
+    model.eval()
+    with torch.no_grad():
+        images = model._normalised_training_images(batch)
+        e = F.normalize(model.embed(images), dim=1)
+        logits = F.interpolate(model.classifier(e), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        labels = torch.stack([x["sparse_sem_seg"] for x in batch])
+        expected = F.cross_entropy(logits, torch.where(labels < K, labels, -1), ignore_index=-1)
+        assert torch.allclose(model.losses(images, labels)["loss_ce"], expected, atol=1e-5)
+    groups = build_param_groups(_cfg(opts=["MODEL.META_ARCHITECTURE", "SPMLClassifier"]), model)
+    trained = {id(p) for g in groups for p in g["params"]}
+    assert id(model.backbone.res5[0].conv1.weight) in trained and id(model.backbone.stem.conv1.weight) not in trained
+
+
 # ----------------------------------------------------------------------------- parameter groups, schedule
 def test_stage_a_parameter_groups_follow_the_table():
     opts = ["MODEL.RESNETS.NORM", "BN", "MODEL.SPML.CLASSIFIER_NORM", "BN", "MODEL.RESNETS.DEPTH", "18",

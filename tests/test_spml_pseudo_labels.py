@@ -265,6 +265,22 @@ def test_dispatch_needs_a_memory_for_knn():
         spml_probabilities("nope", StandInEmbedder(), {"image": _two_colour_image()}, K)
 
 
+def test_dispatch_passes_the_kmeans_grid_to_the_clustering_generators():
+    image = _two_colour_image()
+    points = torch.full((32, 32), K, dtype=torch.long)
+    points[4, 4], points[4, 28] = 1, 3
+    inputs = {"image": image, "sparse_sem_seg": points}
+    model = StandInEmbedder().eval()
+    for grid in ((2, 2), (1, 1)):
+        direct = densepose_nn_probabilities(model, inputs, K, grid=grid)
+        dispatched = spml_probabilities("spml_densepose_nn_rw", model, inputs, K, grid=grid)
+        assert torch.equal(direct[0], dispatched[0])
+    # the grid reaches the clustering: one cluster over the image and a 2 x 2 grid give different segments
+    one = spml_probabilities("spml_densepose_nn_rw", model, inputs, K, grid=(1, 1))[0]
+    two = spml_probabilities("spml_densepose_nn_rw", model, inputs, K, grid=(2, 2))[0]
+    assert not torch.equal(one, two)
+
+
 # ------------------------------------------------------------------ export through the CLI
 CONFIG = os.path.join(CONFIGS, "synthetic", "pce_R18_points.yaml")
 TINY = "wss_synthetic_train_points_spml_tiny"

@@ -301,12 +301,13 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         from wss_d2.refinement.spml_generators import SPML_SOURCES, build_knn_memory, spml_crf_pool, spml_probabilities
 
         memory = None
+        grid = (cfg.MODEL.SPML.KMEANS_GRID_TEST,) * 2  # VOC 12, DensePose 24 (docs/spml.md §9.4)
         if args.source == "spml_knn":
             memory_mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.memory_dataset])
             memory_records = DatasetCatalog.get(args.memory_dataset)
             memory_loader = build_detection_test_loader(memory_records, mapper=memory_mapper,
                                                         num_workers=cfg.DATALOADER.NUM_WORKERS)
-            memory = build_knn_memory(model, (d for batch in memory_loader for d in batch))
+            memory = build_knn_memory(model, (d for batch in memory_loader for d in batch), grid=grid)
             logger.info(f"k-NN memory: {memory[0].shape[0]} segments of {len(memory_records)} images "
                         f"of {args.memory_dataset}")
         sizes = {}
@@ -317,7 +318,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
                     for input in inputs:
                         image_id = input.get("image_id") or os.path.splitext(os.path.basename(input["file_name"]))[0]
                         probs, void = spml_probabilities(args.source, model, input, num_classes, memory=memory,
-                                                         background_class=background)
+                                                         background_class=background, grid=grid)
                         rgb = convert_image_to_rgb(input["image"].permute(1, 2, 0).numpy(), cfg.INPUT.FORMAT)
                         sizes[image_id] = (input.get("height", probs.shape[-2]), input.get("width", probs.shape[-1]))
                         yield image_id, np.ascontiguousarray(rgb, dtype=np.uint8), probs, void

@@ -345,8 +345,14 @@ def densepose_nn_probabilities(model, image_dict, num_classes: int, *, scale: fl
     return walked.clamp(0, 1).cpu(), void.cpu()
 
 
-def spml_probabilities(source: str, model, image_dict, num_classes: int, *, memory=None, background_class=0):
-    """((K, H, W) probabilities, void mask or None) of the generator behind an export `source` name."""
+def spml_probabilities(source: str, model, image_dict, num_classes: int, *, memory=None, background_class=0,
+                       grid=None):
+    """
+    ((K, H, W) probabilities, void mask or None) of the generator behind an export `source` name.
+    grid: the k-means grid (G, G) of the generators that cluster ((c) k-NN, (e) DensePose), the export's
+    MODEL.SPML.KMEANS_GRID_TEST; None: their own defaults (12 and 24, the recipes' values).
+    """
+    grid_kw = {} if grid is None else {"grid": tuple(grid)}
     if source not in SPML_SOURCES:
         raise ValueError(f"spml_probabilities: source must be one of {sorted(SPML_SOURCES)}, got {source!r}")
     if source == "spml_softmax_rw":
@@ -358,8 +364,8 @@ def spml_probabilities(source: str, model, image_dict, num_classes: int, *, memo
     if source == "spml_knn":
         if memory is None:
             raise ValueError("spml_knn needs a k-NN memory (build_knn_memory of --memory-dataset)")
-        return knn_probabilities(model, image_dict, num_classes, memory[0], memory[1]), None
-    return densepose_nn_probabilities(model, image_dict, num_classes)
+        return knn_probabilities(model, image_dict, num_classes, memory[0], memory[1], **grid_kw), None
+    return densepose_nn_probabilities(model, image_dict, num_classes, **grid_kw)
 
 
 def spml_crf(cfg, num_classes: int, node: str = "TEST.CRF") -> DenseCRF:
