@@ -33,6 +33,7 @@ setup(
         "tensorboard",
         "pydensecrf2",  # provides the `pydensecrf` module (dense CRF, imported where it runs)
         "scikit-image",  # skeletons for simulated scribbles; Felzenszwalb fallback over-segmentations (SPML)
+        "timm",  # VisionTransformer / Block / Attention of the MCC ViT backbone (DeiT-B/16 weights load as is)
     ],
     extras_require={
         "datasets": DATASETS_REQUIRES,

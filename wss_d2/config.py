@@ -8,7 +8,7 @@ from .methods.agmm.config import add_agmm_config
 from .methods.irn.config import add_irn_config
 from .methods.sipe.config import add_sipe_config
 from .methods.spml.config import add_spml_config
-from .modeling.backbone import add_block_dilation_config
+from .modeling.backbone import add_block_dilation_config, add_vit_config
 
 
 def add_wss_config(cfg):
@@ -24,6 +24,8 @@ def add_wss_config(cfg):
     add_spml_config(cfg)
     # MODEL.RESNETS.{RES4,RES5}_BLOCK_DILATIONS, BN_MOMENTUM (build_resnet_block_dilated_backbone)
     add_block_dilation_config(cfg)
+    # MODEL.VIT.* (build_vit_backbone: the MCC DeiT-B/16 ViT, docs/mcc.md §1.1)
+    add_vit_config(cfg)
 
     # --- input ---
     # registered name of the dataset mapper (wss_d2.data.DATASET_MAPPER_REGISTRY)
@@ -179,6 +181,11 @@ def add_wss_config(cfg):
     cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
     # builder of the optimizer's parameter groups, a name in wss_d2.solver.PARAM_GROUPS_REGISTRY
     cfg.SOLVER.PARAM_GROUPS = "default_param_groups"
+    # gradient accumulation (docs/mcc.md §8): each optimizer step sums the gradients of this many
+    # loader batches (loss / n each); SOLVER.IMS_PER_BATCH stays the per-forward batch, the
+    # effective batch is IMS_PER_BATCH x ACCUMULATE_STEPS; MAX_ITER, the LR schedule, checkpoint
+    # and eval periods count optimizer steps; 1 = off
+    cfg.SOLVER.ACCUMULATE_STEPS = 1
     # SOLVER.CLIP_GRADIENTS.CLIP_TYPE may also be "full_model": one L2 norm over all parameters
     # keep model_best.pth of the evaluation with the best METRIC, checked at every
     # TEST.EVAL_PERIOD and at the end

@@ -22,7 +22,7 @@ from ..evaluation import build_evaluator
 from ..inference import maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
 from .hooks import BestValCheckpointer, CheckpointOnInterrupt
-from .train_loop import WSSAMPTrainer, WSSSimpleTrainer
+from .train_loop import WSSAMPTrainer, WSSSimpleTrainer, check_gradient_accumulation
 
 __all__ = ["Trainer", "CheckpointOnInterrupt", "BestValCheckpointer"]
 
@@ -46,7 +46,9 @@ class Trainer(DefaultTrainer):
       * wraps the model in DistributedDataParallel without device ids on CPU, so that
         multi-process training works with GLOO (detectron2 always passes a GPU id);
       * saves the state of the last finished iteration when training stops early
-        (CheckpointOnInterrupt).
+        (CheckpointOnInterrupt);
+      * accumulates gradients over SOLVER.ACCUMULATE_STEPS loader batches per optimizer step
+        (docs/mcc.md §8); iterations, the schedule and every period count optimizer steps.
     """
 
     def __init__(self, cfg):
@@ -57,7 +59,10 @@ class Trainer(DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         # one seed for the data stream and the per-iteration RNG; saved in every checkpoint
         self.seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        self.accumulate_steps = cfg.SOLVER.ACCUMULATE_STEPS
+        check_gradient_accumulation(self.accumulate_steps)  # the value, before building anything
         model = self.build_model(cfg)
+        check_gradient_accumulation(self.accumulate_steps, model)  # the model, before the data
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         if isinstance(data_loader, ResumableTrainLoader):
@@ -65,7 +70,7 @@ class Trainer(DefaultTrainer):
         ddp_kwargs = {} if torch.cuda.is_available() else {"device_ids": None}
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
         trainer_class = WSSAMPTrainer if cfg.SOLVER.AMP.ENABLED else WSSSimpleTrainer
-        self._trainer = trainer_class(model, data_loader, optimizer)
+        self._trainer = trainer_class(model, data_loader, optimizer, accumulate_steps=self.accumulate_steps)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = WSSCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -148,7 +153,8 @@ class Trainer(DefaultTrainer):
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
             if isinstance(self.data_loader, ResumableTrainLoader):
-                self.data_loader.start_iter = self.start_iter
+                # the loader counts batches: ACCUMULATE_STEPS of them per iteration
+                self.data_loader.start_iter = self.start_iter * self.accumulate_steps
                 self.data_loader.seed = self.seed
             if comm.is_main_process():
                 drop_metrics_from(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.start_iter)
@@ -162,6 +168,7 @@ class Trainer(DefaultTrainer):
         state = super().state_dict()
         state["_trainer"] = self._trainer.state_dict()  # optimizer (and AMP grad scaler)
         state["seed"] = self.seed
+        state["accumulate_steps"] = self.accumulate_steps
         return state
 
     def load_state_dict(self, state_dict):
@@ -172,6 +179,13 @@ class Trainer(DefaultTrainer):
         configured = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         super().load_state_dict(state_dict)
         self.seed = state_dict.get("seed", self.seed)
+        saved_steps = state_dict.get("accumulate_steps", 1)
+        if saved_steps != self.accumulate_steps:
+            logger.warning(
+                f"The checkpoint was trained with SOLVER.ACCUMULATE_STEPS={saved_steps}, the config has "
+                f"{self.accumulate_steps}: the data stream continues at batch (iteration + 1) x "
+                f"{self.accumulate_steps}, not where the checkpoint's run stopped"
+            )
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
             keep_configured_hyperparameters(self.optimizer, configured)

@@ -280,6 +280,8 @@ class SPMLEmbedder(_SPMLEmbedding):
     """SPML stage A: pixel-to-segment contrastive embedding + detached auxiliary classifier."""
 
     sem_seg_kind = "logits"
+    # its segments and memory bank are formed from the whole global batch: no gradient accumulation
+    supports_gradient_accumulation = False
 
     @configurable
     def __init__(

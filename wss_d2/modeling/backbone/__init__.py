@@ -9,3 +9,4 @@ from .resnet import (
     resolve_block_dilations,
     set_bn_momentum,
 )
+from .vit import MaskableViT, add_vit_config, build_vit_backbone
