@@ -29,9 +29,10 @@ TRAINS_ON = {
     "AGMM": {"full", "pseudo", "weak_shot", "scribbles", "points", "clicks"},
     "SIPE": {"tags", "scribbles", "points", "clicks"},
     # SPML stage A: sparse_sem_seg (scribbles, points, the CAM-derived labels of tags and boxes) or sem_seg;
-    # stage C: the stage-B pseudo labels (sem_seg)
+    # stage C: the stage-B pseudo labels (sem_seg), or sparse labels (its CE ignores unlabelled pixels;
+    # MODEL.SPML.TRAIN_EMBEDDING: the partial-CE baseline)
     "SPMLEmbedder": {"full", "pseudo", "cam_labels", "scribbles", "points", "clicks"},
-    "SPMLClassifier": {"full", "pseudo"},
+    "SPMLClassifier": {"full", "pseudo", "cam_labels", "scribbles", "points", "clicks"},
 }
 SEMANTIC_EVALUATOR_TYPES = ("sem_seg",)
 

@@ -148,6 +148,18 @@ def test_agmm_probabilities_are_exported_as_they_are(confident_agmm, synthetic_d
         label = read_label_map(str(out / f"{record['image_id']}.png"))
         assert np.array_equal(label, expected)
         assert (label != 255).mean() > 0.5  # the confident pixels are kept
+    # indexed PNGs in the dataset's colours (VOC's style): the raw indices above, shown as pictures
+    from PIL import Image
+
+    colours = MetadataCatalog.get(dataset).stuff_colors
+    with Image.open(out / f"{record['image_id']}.png") as png:
+        assert png.mode == "P"
+        palette = png.getpalette()
+        shown = np.asarray(png.convert("RGB"))
+    assert [tuple(palette[3 * i:3 * i + 3]) for i in range(len(colours))] == [tuple(c) for c in colours]
+    assert tuple(palette[3 * 255:3 * 256]) == (224, 224, 192)
+    for value in np.unique(label):
+        assert (shown[label == value] == (colours[value] if value < len(colours) else (224, 224, 192))).all()
 
 
 def test_declared_kind_picks_the_conversion():

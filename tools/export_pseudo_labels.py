@@ -248,7 +248,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
 
     from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
     from wss_d2.data.weak_labels.cams import write_irn_cams
-    from wss_d2.data.writers import write_label_png
+    from wss_d2.data.writers import label_palette, write_label_png
     from wss_d2.inference import DenseCRFPool
     from wss_d2.refinement import (
         PseudoLabelQuality, argmax_labels, confident_region_labels, confident_region_pool, crf_pseudo_labels,
@@ -353,10 +353,12 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         else:
             yield from argmax_labels(probabilities(), args.threshold, ignore)
 
+    # indexed PNGs in the dataset's colours: the raw indices read back unchanged, and they open as pictures
+    palette = label_palette(meta.get("stuff_colors", None), ignore)
     quality = PseudoLabelQuality(num_classes, ignore, background)
     written = 0
     for image_id, label in labels():
-        write_label_png(label, os.path.join(folder, f"{image_id}.png"))
+        write_label_png(label, os.path.join(folder, f"{image_id}.png"), palette=palette)
         written += 1
         if image_id in gt_files:
             quality.update(label, read_label_map(gt_files[image_id]))

@@ -8,13 +8,31 @@ import os
 import numpy as np
 from PIL import Image
 
-__all__ = ["write_label_png", "write_pickled_dict"]
+__all__ = ["label_palette", "write_label_png", "write_pickled_dict"]
 
 
-def write_label_png(label, path):
+VOID_COLOUR = (224, 224, 192)  # VOC's colour of 255 (object borders, void)
+
+
+def label_palette(stuff_colors, void_value=255):
     """
-    Save an (H, W) label map with values 0..255 as a grayscale (`L`) PNG. The file goes
-    through a temporary name, so an interrupted preparation never leaves a half-written PNG.
+    A 256-entry PNG palette (a flat list of 768 ints) from a dataset's `stuff_colors`: class i gets
+    stuff_colors[i], the void value VOC's (224, 224, 192), every other index black.
+    """
+    palette = [0] * 768
+    for i, colour in enumerate(list(stuff_colors or [])[:256]):
+        palette[3 * i:3 * i + 3] = [int(c) for c in colour]
+    if void_value is not None and 0 <= void_value < 256:
+        palette[3 * void_value:3 * void_value + 3] = list(VOID_COLOUR)
+    return palette
+
+
+def write_label_png(label, path, palette=None):
+    """
+    Save an (H, W) label map with values 0..255 as a grayscale (`L`) PNG, or with `palette` (a flat
+    list of 768 ints, `label_palette`) as an indexed (`P`) PNG as VOC stores its labels: the same raw
+    indices, shown in the dataset's colours by image viewers. The file goes through a temporary name,
+    so an interrupted preparation never leaves a half-written PNG.
     """
     label = np.asarray(label)
     if label.ndim != 2:
@@ -24,7 +42,13 @@ def write_label_png(label, path):
             raise ValueError(f"{path}: label values {label.min()}..{label.max()} do not fit in a uint8 PNG")
         label = label.astype(np.uint8)
     tmp = path + ".tmp.png"
-    Image.fromarray(np.ascontiguousarray(label), mode="L").save(tmp)
+    image = Image.fromarray(np.ascontiguousarray(label), mode="L")
+    if palette is not None:
+        if len(palette) != 768:
+            raise ValueError(f"{path}: a PNG palette has 768 entries (256 RGB colours), got {len(palette)}")
+        image = image.convert("P")  # keeps the indices
+        image.putpalette(palette)
+    image.save(tmp)
     os.replace(tmp, path)
     return path
 
