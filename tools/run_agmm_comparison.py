@@ -14,9 +14,8 @@ run is reused (delete its folder to rerun it).
 """
 import argparse
 import os
-import statistics
 
-from wss_d2.utils.pipeline_runs import train, write_report
+from wss_d2.utils.pipeline_runs import seed_summary, train, write_report
 
 WHOLE_SCRIBBLES = ("DATASETS.TRAIN", "('wss_synthetic_train_scribbles',)")
 CONFIGS = [
@@ -53,12 +52,8 @@ def main(argv=None):
             results, s_per_iter = train(config, f"{out}/{name}/seed{seed}", *overrides, "SEED", str(seed),
                                         *args.opts, num_gpus=args.num_gpus)
             runs.append({"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter})
-        mious = [r["mIoU"] for r in runs]
-        rows.append({
-            "labels": labels, "loss": loss, "config": config, "overrides": list(overrides), "runs": runs,
-            "mIoU_mean": statistics.mean(mious), "mIoU_min": min(mious), "mIoU_max": max(mious),
-            "s_per_iter": statistics.median(r["s_per_iter"] for r in runs),
-        })
+        rows.append({"labels": labels, "loss": loss, "config": config, "overrides": list(overrides), "runs": runs,
+                     **seed_summary(runs)})
     reference = rows[0]["mIoU_mean"]
     for row in rows:
         row["fraction_of_supervised"] = row["mIoU_mean"] / reference

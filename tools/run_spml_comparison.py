@@ -32,7 +32,7 @@ import os
 import statistics
 import sys
 
-from wss_d2.utils.pipeline_runs import REPO, run, train, write_report
+from wss_d2.utils.pipeline_runs import REPO, run, seed_summary, train, write_report
 
 SYN = "configs/synthetic"
 KINDS = ("tags", "boxes", "scribbles", "points")
@@ -163,12 +163,8 @@ def main(argv=None):
 
     figures = []
     for key, labels, method, network, _ in rows:
-        mious = [r["mIoU"] for r in runs[key]]
-        figures.append({
-            "key": key, "labels": labels, "method": method, "network": NETWORKS[network], "runs": runs[key],
-            "mIoU_mean": statistics.mean(mious), "mIoU_min": min(mious), "mIoU_max": max(mious),
-            "s_per_iter": statistics.median(r["s_per_iter"] for r in runs[key]),
-        })
+        figures.append({"key": key, "labels": labels, "method": method, "network": NETWORKS[network],
+                        "runs": runs[key], **seed_summary(runs[key])})
     reference = {f["network"]: f["mIoU_mean"] for f in figures if f["labels"] == "dense"}
     for f in figures:
         f["fraction_of_supervised"] = f["mIoU_mean"] / reference[f["network"]]

@@ -4,6 +4,7 @@ tools/run_agmm_comparison.py): each stage is a subprocess whose finished output 
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -43,6 +44,13 @@ def seconds_per_iteration(output):
                 times.append(record["time"])
     times.sort()
     return times[len(times) // 2] if times else float("nan")
+
+
+def seed_summary(runs):
+    """The per-seed `runs` ({"mIoU", "s_per_iter", ...}) summarised: mean, min and max mIoU, median s/iter."""
+    mious = [r["mIoU"] for r in runs]
+    return {"mIoU_mean": statistics.mean(mious), "mIoU_min": min(mious), "mIoU_max": max(mious),
+            "s_per_iter": statistics.median(r["s_per_iter"] for r in runs)}
 
 
 def write_report(output, figures, table):
