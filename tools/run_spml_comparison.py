@@ -24,7 +24,7 @@ one at a time, so the s/iter are comparable):
 Each row reports the mean val mIoU over seeds, the spread (min..max), the fraction of its network's
 supervised mean, and the median s/iter (SPML: stage A). Seeds run in the outer loop, so a run
 stopped early leaves whole seeds; every finished stage is reused (delete its folder to rerun it).
-Writes <output>/results.json and <output>/results.md.
+Writes <output>/results.json and <output>/results.md after every seed (the seeds finished so far).
 """
 import argparse
 import json
@@ -147,20 +147,8 @@ def rows_of(args, out, cam_entries):
 NETWORKS = {"spml": "SPML's R18 OS 8 + embedding head", "deeplab": "DeepLabV3+ R18"}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    out = os.path.abspath(args.output)
-    cam_entries = cam_labels(args, out)
-    rows = rows_of(args, out, cam_entries)
-    runs = {key: [] for key, *_ in rows}
-    for seed in args.seeds:  # whole seeds first: a stopped run leaves complete seeds behind
-        for key, *_, run_seed in rows:
-            results, s_per_iter, quality = run_seed(seed)
-            entry = {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
-            if quality is not None:
-                entry["pseudo_label_mIoU"] = quality["mIoU"]
-            runs[key].append(entry)
-
+def report(out, rows, runs, seeds):
+    """Write results.json/results.md from the seeds finished so far; returns the figures."""
     figures = []
     for key, labels, method, network, _ in rows:
         figures.append({"key": key, "labels": labels, "method": method, "network": NETWORKS[network],
@@ -171,7 +159,7 @@ def main(argv=None):
         pseudo = [r["pseudo_label_mIoU"] for r in f["runs"] if "pseudo_label_mIoU" in r]
         if pseudo:
             f["pseudo_label_mIoU_mean"] = statistics.mean(pseudo)
-    seeds = ", ".join(map(str, args.seeds))
+    seeds = ", ".join(map(str, seeds))
     table = "\n".join(
         [f"| labels | method | network | val mIoU, mean of seeds {seeds} | per seed | of supervised | "
          "stage-B label mIoU (train) | s/iter |",
@@ -184,6 +172,25 @@ def main(argv=None):
            for f in figures]
     )
     write_report(out, figures, table)
+    return figures
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = os.path.abspath(args.output)
+    cam_entries = cam_labels(args, out)
+    rows = rows_of(args, out, cam_entries)
+    runs = {key: [] for key, *_ in rows}
+    figures = []
+    for done, seed in enumerate(args.seeds, start=1):  # whole seeds first: a stopped run leaves complete seeds
+        for key, *_, run_seed in rows:
+            results, s_per_iter, quality = run_seed(seed)
+            entry = {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
+            if quality is not None:
+                entry["pseudo_label_mIoU"] = quality["mIoU"]
+            runs[key].append(entry)
+        # the report of the seeds finished so far, so a run stopped later still leaves its table
+        figures = report(out, rows, runs, args.seeds[:done])
     return figures
 
 
