@@ -96,3 +96,38 @@ def test_spml_comparison_runs_every_stage_and_aggregates_seeds(synthetic_dir, tm
     assert "TRAIN_EMBEDDING: true" in open(out / "pce_points" / "seed0" / "config.yaml").read()
     assert "wss_synthetic_train\n" in open(out / "supervised" / "seed0" / "config.yaml").read()
     assert (out / "results.md").read_text().count("\n") == 2 + len(rows)
+    # the seeds' record: both seeds, the figures read back above
+    record = json.load(open(out / "seed_record.json"))
+    assert sorted(record["seeds"]) == ["0", "1"]
+    assert record["seeds"]["1"]["spml_points"]["mIoU"] == fake["spml_points"]
+
+
+def test_spml_comparison_reports_recorded_seeds_without_running_and_refuses_other_protocols(tmp_path):
+    tool = load_script("tools/run_spml_comparison.py")
+    record = tmp_path / "record.json"
+    protocol = {"kinds": ["tags"], "deeplab": True, "cams": False, "opts": []}
+    keys = ["supervised", "supervised_deeplab", "spml_tags", "pce_tags", "deeplab_tags"]
+    seeds = {str(seed): {key: {"seed": seed, "mIoU": 10.0 * (i + 1) + seed, "s_per_iter": 0.5} for i, key in
+                         enumerate(keys)} for seed in (3, 4)}
+    seeds["3"]["spml_tags"]["pseudo_label_mIoU"] = 33.0
+    record.write_text(json.dumps({"protocol": protocol, "seeds": seeds}))
+    out = tmp_path / "out"
+
+    rows = tool.main(["--output", str(out), "--seeds", "3", "4", "--kinds", "tags", "--record", str(record)])
+
+    # nothing ran: no CAM stage, no training folder; only the report
+    assert sorted(os.listdir(out)) == ["results.json", "results.md"]
+    by_key = {r["key"]: r for r in rows}
+    assert [r["key"] for r in rows] == keys
+    # seeds 3 and 4: row i holds 10 (i + 1) + seed
+    assert by_key["spml_tags"]["mIoU_mean"] == pytest.approx(33.5)
+    assert by_key["spml_tags"]["fraction_of_supervised"] == pytest.approx(33.5 / 13.5)
+    assert by_key["pce_tags"]["fraction_of_supervised"] == pytest.approx(43.5 / 13.5)
+    assert by_key["deeplab_tags"]["fraction_of_supervised"] == pytest.approx(53.5 / 23.5)
+    assert by_key["spml_tags"]["pseudo_label_mIoU_mean"] == 33.0
+
+    with pytest.raises(SystemExit, match="opts: \\[\\] there, \\['SEED', '1'\\] here"):
+        tool.main(["--output", str(out), "--seeds", "3", "--kinds", "tags", "--record", str(record),
+                   "--opts", "SEED", "1"])
+    with pytest.raises(SystemExit, match="deeplab: True there, False here"):
+        tool.main(["--output", str(out), "--seeds", "3", "--kinds", "tags", "--no-deeplab", "--record", str(record)])

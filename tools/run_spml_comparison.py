@@ -25,6 +25,12 @@ Each row reports the mean val mIoU over seeds, the spread (min..max), the fracti
 supervised mean, and the median s/iter (SPML: stage A). Seeds run in the outer loop, so a run
 stopped early leaves whole seeds; every finished stage is reused (delete its folder to rerun it).
 Writes <output>/results.json and <output>/results.md after every seed (the seeds finished so far).
+
+The full run (3 seeds) takes longer than one working session on a 2-core CPU, so the finished seeds'
+figures are also kept in a small record (--record, by default <output>/seed_record.json; the project
+keeps its own in benchmarks/spml_comparison.json): a later run with the same record skips the seeds it
+holds (no training, and no CAM stage when every asked seed is recorded) and reports them with the new
+ones. The record refuses to mix protocols: kinds, DeepLab rows, --cams and --opts must match.
 """
 import argparse
 import json
@@ -32,6 +38,7 @@ import os
 import statistics
 import sys
 
+from wss_d2.utils.json_io import write_json
 from wss_d2.utils.pipeline_runs import REPO, run, seed_summary, train, write_report
 
 SYN = "configs/synthetic"
@@ -51,6 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--cams", default="", help="a folder of <image_id>.npy CAMs of the training images "
                         "(skips the tag classifier and SIPE)")
     parser.add_argument("--no-deeplab", action="store_true", help="leave out the DeepLabV3+ rows")
+    parser.add_argument("--record", default="", help="JSON file of the finished seeds' figures, read and "
+                        "extended (default <output>/seed_record.json)")
     parser.add_argument("--num-gpus", type=int, default=1)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides for every training run, last on the line: --opts KEY VALUE ...")
@@ -66,13 +75,14 @@ def _stage(command, done, log):
         raise SystemExit(f"{' '.join(command)} finished without writing {done}: see {log}")
 
 
-def cam_labels(args, out):
-    """{kind: [DATASETS.PSEUDO_LABELS entry]} of the CAM-derived training labels for tags and boxes."""
+def cam_labels(args, out, make=True):
+    """{kind: [DATASETS.PSEUDO_LABELS entry]} of the CAM-derived training labels for tags and boxes;
+    `make` runs the stages that write them (False: only their names, for recorded seeds)."""
     kinds = [k for k in args.kinds if k in CAM_KINDS]
     if not kinds:
         return {}
     cams = os.path.abspath(args.cams) if args.cams else f"{out}/cams/sipe_cams"
-    if not args.cams:
+    if make and not args.cams:
         train(f"{SYN}/tag_classifier_R18.yaml", f"{out}/cams/pretrain", *args.opts, num_gpus=args.num_gpus)
         train(f"{SYN}/sipe_R18.yaml", f"{out}/cams/sipe", "MODEL.WEIGHTS", f"{out}/cams/pretrain/model_final.pth",
               *args.opts, num_gpus=args.num_gpus)
@@ -84,8 +94,9 @@ def cam_labels(args, out):
     entries = {}
     for kind in kinds:
         folder = f"{out}/cams/cam_labels_{kind}"
-        _stage([sys.executable, "datasets/make_cam_labels.py", "--cams", cams, "--dataset", CAM_KINDS[kind],
-                "--kind", kind, "--output", folder], os.path.join(folder, "cam_labels.json"), folder + ".log")
+        if make:
+            _stage([sys.executable, "datasets/make_cam_labels.py", "--cams", cams, "--dataset", CAM_KINDS[kind],
+                    "--kind", kind, "--output", folder], os.path.join(folder, "cam_labels.json"), folder + ".log")
         entries[kind] = [f"wss_synthetic_train_spml_cam_{kind}", CAM_KINDS[kind], folder]
     return entries
 
@@ -171,26 +182,63 @@ def report(out, rows, runs, seeds):
            + f" | {f['s_per_iter']:.3f} |"
            for f in figures]
     )
+    os.makedirs(out, exist_ok=True)
     write_report(out, figures, table)
     return figures
+
+
+def protocol_of(args):
+    """What must match for two runs' seeds to share one table."""
+    return {"kinds": list(args.kinds), "deeplab": not args.no_deeplab, "cams": bool(args.cams),
+            "opts": list(args.opts)}
+
+
+def load_record(path, protocol):
+    """{seed (str): {row key: entry}} of `path` (empty when absent); refuses another protocol."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        record = json.load(f)
+    theirs = record.get("protocol", {})
+    differ = [f"{k}: {theirs.get(k)!r} there, {protocol[k]!r} here" for k in protocol if theirs.get(k) != protocol[k]]
+    if differ:
+        raise SystemExit(f"{path} records another protocol ({'; '.join(differ)}): pass another --record or delete it")
+    return record["seeds"]
 
 
 def main(argv=None):
     args = parse_args(argv)
     out = os.path.abspath(args.output)
-    cam_entries = cam_labels(args, out)
+    record_path = os.path.abspath(args.record or os.path.join(out, "seed_record.json"))
+    protocol = protocol_of(args)
+    recorded = load_record(record_path, protocol)
+    todo = [seed for seed in args.seeds if str(seed) not in recorded]
+    cam_entries = cam_labels(args, out, make=bool(todo))
     rows = rows_of(args, out, cam_entries)
     runs = {key: [] for key, *_ in rows}
     figures = []
-    for done, seed in enumerate(args.seeds, start=1):  # whole seeds first: a stopped run leaves complete seeds
-        for key, *_, run_seed in rows:
-            results, s_per_iter, quality = run_seed(seed)
-            entry = {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
-            if quality is not None:
-                entry["pseudo_label_mIoU"] = quality["mIoU"]
-            runs[key].append(entry)
+    finished = []
+    for seed in args.seeds:  # whole seeds first: a stopped run leaves complete seeds
+        if str(seed) in recorded:
+            entries = recorded[str(seed)]
+            missing = [key for key, *_ in rows if key not in entries]
+            if missing:
+                raise SystemExit(f"{record_path}: seed {seed} has no row {', '.join(missing)}")
+        else:
+            entries = {}
+            for key, *_, run_seed in rows:
+                results, s_per_iter, quality = run_seed(seed)
+                entries[key] = {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
+                if quality is not None:
+                    entries[key]["pseudo_label_mIoU"] = quality["mIoU"]
+            recorded[str(seed)] = entries
+            os.makedirs(os.path.dirname(record_path), exist_ok=True)
+            write_json(record_path, {"protocol": protocol, "seeds": recorded})
+        for key in runs:
+            runs[key].append(entries[key])
+        finished.append(seed)
         # the report of the seeds finished so far, so a run stopped later still leaves its table
-        figures = report(out, rows, runs, args.seeds[:done])
+        figures = report(out, rows, runs, finished)
     return figures
 
 
