@@ -131,3 +131,18 @@ def test_spml_comparison_reports_recorded_seeds_without_running_and_refuses_othe
                    "--opts", "SEED", "1"])
     with pytest.raises(SystemExit, match="deeplab: True there, False here"):
         tool.main(["--output", str(out), "--seeds", "3", "--kinds", "tags", "--no-deeplab", "--record", str(record)])
+
+
+def test_run_once_skips_finished_stages_and_names_a_missing_output(tmp_path):
+    from wss_d2.utils.pipeline_runs import run_once
+
+    done, log = tmp_path / "stage" / "done.json", tmp_path / "logs" / "stage.log"
+    write = [sys.executable, "-c", f"open({str(done)!r}, 'w').write('{{}}')"]
+    os.makedirs(done.parent)
+    run_once(write, str(done), str(log))
+    assert done.exists() and log.exists()
+    log.unlink()
+    run_once(write, str(done), str(log))  # finished: not run again
+    assert not log.exists()
+    with pytest.raises(SystemExit, match="finished without writing .*missing.json: see .*stage.log"):
+        run_once([sys.executable, "-c", "pass"], str(tmp_path / "missing.json"), str(log))

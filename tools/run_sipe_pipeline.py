@@ -24,7 +24,7 @@ import json
 import os
 import sys
 
-from wss_d2.utils.pipeline_runs import REPO, run, seconds_per_iteration, train, write_report
+from wss_d2.utils.pipeline_runs import REPO, run_once, seconds_per_iteration, train, write_report
 
 
 def parse_args(argv=None):
@@ -46,10 +46,8 @@ def parse_args(argv=None):
 
 def export(config, weights, dataset, output, *args, opts=()):
     quality = os.path.join(output, "pseudo_label_quality.json")
-    if not os.path.exists(quality):
-        os.makedirs(output, exist_ok=True)
-        run([sys.executable, "tools/export_pseudo_labels.py", "--config-file", config, "--weights", weights,
-             "--dataset", dataset, "--output", output, *args, *opts], output + ".log")
+    run_once([sys.executable, "tools/export_pseudo_labels.py", "--config-file", config, "--weights", weights,
+              "--dataset", dataset, "--output", output, *args, *opts], quality, output + ".log")
     with open(quality) as f:
         return json.load(f)
 

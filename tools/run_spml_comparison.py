@@ -39,7 +39,7 @@ import statistics
 import sys
 
 from wss_d2.utils.json_io import write_json
-from wss_d2.utils.pipeline_runs import REPO, run, seed_summary, train, write_report
+from wss_d2.utils.pipeline_runs import REPO, run_once, seed_summary, train, write_report
 
 SYN = "configs/synthetic"
 KINDS = ("tags", "boxes", "scribbles", "points")
@@ -66,15 +66,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _stage(command, done, log):
-    """Run `command` unless the file `done` exists."""
-    if not os.path.exists(done):
-        os.makedirs(os.path.dirname(log), exist_ok=True)
-        run(command, log)
-    if not os.path.exists(done):
-        raise SystemExit(f"{' '.join(command)} finished without writing {done}: see {log}")
-
-
 def cam_labels(args, out, make=True):
     """{kind: [DATASETS.PSEUDO_LABELS entry]} of the CAM-derived training labels for tags and boxes;
     `make` runs the stages that write them (False: only their names, for recorded seeds)."""
@@ -87,7 +78,7 @@ def cam_labels(args, out, make=True):
         train(f"{SYN}/sipe_R18.yaml", f"{out}/cams/sipe", "MODEL.WEIGHTS", f"{out}/cams/pretrain/model_final.pth",
               *args.opts, num_gpus=args.num_gpus)
         labels = f"{out}/cams/sipe_labels"
-        _stage([sys.executable, "tools/export_pseudo_labels.py", "--config-file", f"{SYN}/sipe_R18.yaml",
+        run_once([sys.executable, "tools/export_pseudo_labels.py", "--config-file", f"{SYN}/sipe_R18.yaml",
                 "--weights", f"{out}/cams/sipe/model_final.pth", "--dataset", CAM_KINDS["tags"], "--source", "cams",
                 "--save-cams", cams, "--output", labels, "--gt-dataset", GT],
                os.path.join(labels, "pseudo_label_quality.json"), labels + ".log")
@@ -95,7 +86,7 @@ def cam_labels(args, out, make=True):
     for kind in kinds:
         folder = f"{out}/cams/cam_labels_{kind}"
         if make:
-            _stage([sys.executable, "datasets/make_cam_labels.py", "--cams", cams, "--dataset", CAM_KINDS[kind],
+            run_once([sys.executable, "datasets/make_cam_labels.py", "--cams", cams, "--dataset", CAM_KINDS[kind],
                     "--kind", kind, "--output", folder], os.path.join(folder, "cam_labels.json"), folder + ".log")
         entries[kind] = [f"wss_synthetic_train_spml_cam_{kind}", CAM_KINDS[kind], folder]
     return entries
@@ -116,7 +107,7 @@ def spml(kind, seed, root, cam_entries, args):
     _, s_per_iter = train(config, f"{root}/stage_a", *common, *args.opts, num_gpus=args.num_gpus)
     weights = f"{root}/stage_a/model_final.pth"
     pseudo = f"{root}/pseudo"
-    _stage([sys.executable, "tools/export_pseudo_labels.py", "--config-file", config, "--weights", weights,
+    run_once([sys.executable, "tools/export_pseudo_labels.py", "--config-file", config, "--weights", weights,
             "--dataset", name, "--source", "spml_softmax_rw", "--output", pseudo, "--gt-dataset", GT,
             "--second-stage-config", os.path.join(REPO, SYN, "spml_R18_classifier.yaml"),
             "--second-stage-output", f"{root}/stage_c", "--name", f"wss_synthetic_train_spml_{kind}_seed{seed}_pseudo",

@@ -20,6 +20,15 @@ def run(command, log):
         subprocess.run(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, check=True)
 
 
+def run_once(command, done, log):
+    """Run `command` (logging to `log`) unless the file `done` exists; fail when it is still missing after."""
+    if not os.path.exists(done):
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        run(command, log)
+    if not os.path.exists(done):
+        raise SystemExit(f"{' '.join(command)} finished without writing {done}: see {log}")
+
+
 def train(config, output, *opts, num_gpus=1):
     """train_net.py unless output/model_final.pth exists; returns (results, seconds per iteration)."""
     if not os.path.exists(os.path.join(output, "model_final.pth")):
