@@ -27,24 +27,44 @@ def test_new_keys_have_defaults():
     assert cfg.SOLVER.POLY_LR_POWER == 0.9
 
 
+def _config_functions():
+    from wss_d2 import config
+    from wss_d2.data import config as data_config
+    from wss_d2.inference import crf
+    from wss_d2.methods.agmm.config import add_agmm_config
+    from wss_d2.methods.irn.config import add_irn_config
+    from wss_d2.methods.mcc.config import add_mcc_config
+    from wss_d2.methods.sipe.config import add_sipe_config
+    from wss_d2.methods.spml.config import add_spml_config
+    from wss_d2.modeling.backbone.vit import add_vit_config
+    from wss_d2.modeling.energy_loss import add_energy_loss_config
+    from wss_d2.refinement.par import add_par_config
+
+    return {f.__name__: f for f in (
+        config.add_wss_config, add_sipe_config, add_irn_config, add_agmm_config, add_spml_config, add_mcc_config,
+        add_vit_config, add_par_config, add_energy_loss_config, crf.add_crf_parameters,
+        data_config.add_multi_view_input_config,
+    )}
+
+
 @pytest.mark.parametrize(
-    "function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_agmm_config", "add_crf_parameters"]
+    "function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_agmm_config", "add_spml_config",
+                 "add_mcc_config", "add_vit_config", "add_par_config", "add_energy_loss_config", "add_crf_parameters",
+                 "add_multi_view_input_config"]
 )
 def test_every_new_key_has_a_comment(function):
     """Each key wss_d2 adds (besides the DeepLab project's) is preceded by a comment."""
     import inspect
+    import re
 
-    from wss_d2 import config
-    from wss_d2.inference import crf
-    from wss_d2.methods import agmm, irn, sipe
-
-    source = {"add_wss_config": config.add_wss_config, "add_sipe_config": sipe.add_sipe_config,
-              "add_irn_config": irn.add_irn_config, "add_agmm_config": agmm.add_agmm_config,
-              "add_crf_parameters": crf.add_crf_parameters}[function]
-    lines = inspect.getsource(source).splitlines()
+    lines = inspect.getsource(_config_functions()[function]).splitlines()
+    assignment = re.compile(r"^\s*[\w.]+\.[A-Z][A-Z0-9_]* = ")
+    checked = 0
     for i, line in enumerate(lines):
-        if line.strip().startswith(("cfg.", "node.")) and "=" in line and "CN()" not in line:
+        if assignment.match(line) and "CN()" not in line:
             assert lines[i - 1].strip().startswith("#"), f"no comment above: {line.strip()}"
+            checked += 1
+    assert checked > 0
 
 
 @pytest.mark.parametrize(

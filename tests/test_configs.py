@@ -28,6 +28,7 @@ TRAINS_ON = {
     "IRNEdge": {"full", "pseudo"},
     "AGMM": {"full", "pseudo", "weak_shot", "scribbles", "points", "clicks"},
     "SIPE": {"tags", "scribbles", "points", "clicks"},
+    "MCC": {"tags"},
     # SPML stage A: sparse_sem_seg (scribbles, points, the CAM-derived labels of tags and boxes) or sem_seg;
     # stage C: the stage-B pseudo labels (sem_seg), or sparse labels (its CE ignores unlabelled pixels;
     # MODEL.SPML.TRAIN_EMBEDDING: the partial-CE baseline)

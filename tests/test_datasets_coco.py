@@ -85,6 +85,7 @@ def test_metadata():
     assert weak == {
         "coco_2014_train_voc_sem_seg": "full",
         "coco_2014_val_voc_sem_seg": "full",
+        "coco_2014_val_part_voc_sem_seg": "full",
         "coco_2014_train_voc_tags": "tags",
         "coco_2014_train_voc_pseudo": "pseudo",
     }
@@ -105,6 +106,9 @@ def test_full_dicts(tmp_path, monkeypatch, images):
         for stem in TRAIN
     ]
     assert [d["image_id"] for d in DatasetCatalog.get("coco_2014_val_voc_sem_seg")] == list(VAL)
+    # val_part: the first VAL_PART_SIZE names of the val list, in list order
+    monkeypatch.setattr(coco, "VAL_PART_SIZE", 1)
+    assert [d["image_id"] for d in DatasetCatalog.get("coco_2014_val_part_voc_sem_seg")] == list(VAL)[:1]
     meta = MetadataCatalog.get("coco_2014_train_voc_sem_seg")
     assert meta.image_root == os.path.join(coco_root, image_dir)
     assert meta.sem_seg_root == os.path.join(coco_root, "SegmentationClass", "train2014")

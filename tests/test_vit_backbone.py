@@ -226,3 +226,34 @@ def test_gradients_checkpointing_and_frozen_pos_embed():
         grads.append(model.blocks[0].attn.qkv.weight.grad)
         assert model.pos_embed.grad is None and model.cls_token.grad is not None
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+
+
+def test_weights_from_the_config_and_checkpoints_that_do_not_fit(tmp_path):
+    torch.manual_seed(1)
+    ref = timm.create_model("deit_base_patch16_224", pretrained=False, **SMALL).eval()
+    good = tmp_path / "deit.pth"
+    torch.save({"model": ref.state_dict()}, good)
+    cfg = get_cfg()
+    add_wss_config(cfg)
+    cfg.MODEL.BACKBONE.NAME = "build_vit_backbone"
+    cfg.MODEL.VIT.EMBED_DIM, cfg.MODEL.VIT.DEPTH, cfg.MODEL.VIT.NUM_HEADS = 32, 4, 4
+    cfg.MODEL.VIT.WEIGHTS = str(good)
+    backbone = build_backbone(cfg).eval()
+    assert torch.equal(backbone.pos_embed, ref.pos_embed) and not backbone.pos_embed.requires_grad
+    # a positional table for 384-px pretraining, and a patch-8 conv: key and both shapes named
+    other = {k: v for k, v in ref.state_dict().items()}
+    other["pos_embed"] = torch.zeros(1, 1 + 24 * 24, 32)
+    other["patch_embed.proj.weight"] = torch.zeros(32, 3, 8, 8)
+    bad = tmp_path / "deit_384.pth"
+    torch.save(other, bad)
+    with pytest.raises(ValueError, match=r"pos_embed: \(1, 577, 32\) in the file, \(1, 197, 32\) in the model") as info:
+        backbone.load_pretrained(str(bad))
+    assert "patch_embed.proj.weight: (32, 3, 8, 8)" in str(info.value) and str(bad) in str(info.value)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        backbone.load_pretrained(str(tmp_path / "missing.pth"))
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        backbone.load_pretrained(str(corrupt))
+    with pytest.raises(ValueError, match="smaller than one 16x16 patch"):
+        backbone(torch.zeros(1, 3, 12, 40))

@@ -2,10 +2,11 @@
 from detectron2.config import CfgNode as CN
 from detectron2.projects.deeplab import add_deeplab_config
 
-from .data.config import add_weak_label_input_config
+from .data.config import add_multi_view_input_config, add_weak_label_input_config
 from .inference.crf import add_crf_parameters
 from .methods.agmm.config import add_agmm_config
 from .methods.irn.config import add_irn_config
+from .methods.mcc.config import add_mcc_config
 from .methods.sipe.config import add_sipe_config
 from .methods.spml.config import add_spml_config
 from .modeling.backbone import add_block_dilation_config, add_vit_config
@@ -22,6 +23,7 @@ def add_wss_config(cfg):
     add_irn_config(cfg)
     add_agmm_config(cfg)
     add_spml_config(cfg)
+    add_mcc_config(cfg)
     # MODEL.RESNETS.{RES4,RES5}_BLOCK_DILATIONS, BN_MOMENTUM (build_resnet_block_dilated_backbone)
     add_block_dilation_config(cfg)
     # MODEL.VIT.* (build_vit_backbone: the MCC DeiT-B/16 ViT, docs/mcc.md §1.1)
@@ -77,6 +79,7 @@ def add_wss_config(cfg):
     # SPML's inputs of the weak-label mapper (all off by default): INPUT.WEAK.OVERSEG,
     # INPUT.WEAK.TAGS_FROM_FULL_LABEL, INPUT.SPARSE.SCRIBBLE_DILATION, INPUT.SPARSE.POINT_DILATION
     add_weak_label_input_config(cfg)
+    add_multi_view_input_config(cfg)  # INPUT.MULTI_VIEW.*: MCC's views (docs/mcc.md §2), off by default
 
     # --- datasets ---
     # pseudo-label training sets to register: [[name, source dataset, folder of <image_id>.png], ...]
@@ -98,6 +101,8 @@ def add_wss_config(cfg):
     cfg.MODEL.SEM_SEG_HEAD.ASPP_CHANNEL_DROPOUT = False
     # head init: "c2" (Xavier convs, classifier N(0, 0.001)) or "pytorch" (PyTorch's defaults, AGMM)
     cfg.MODEL.SEM_SEG_HEAD.INIT = "c2"
+    # dilation (= padding) of LargeFOVHead's two 3x3 convs (its width is CONVS_DIM; MCC: 5, 512)
+    cfg.MODEL.SEM_SEG_HEAD.LARGEFOV_DILATION = 5
 
     # --- inference (wss_d2.inference; README "Test-time augmentation" maps each method's protocol) ---
     # multi-scale + flip test-time augmentation
@@ -126,6 +131,10 @@ def add_wss_config(cfg):
     # SIPE's PIL resize); False passes it in float32, as the original AGMM, SIPE and MCC
     # resize the float (normalised) image
     cfg.TEST.TTA.ROUND_RESIZED_IMAGE = False
+    # (h, w) every test image is resized to (bilinear, aspect ratio not kept) before the scales, the
+    # passes' scores then resized straight to the label size (MCC: [448, 448]); [] = the image's own
+    # size. Applies with ENABLED False too (one pass at that size)
+    cfg.TEST.TTA.BASE_SIZE = []
 
     # sliding-window inference
     cfg.TEST.SLIDING_WINDOW = CN()

@@ -4,7 +4,7 @@ Config keys of the weak-label mapper's SPML inputs (docs/spml.md §3, §4.1), ad
 leave SIPE's and AGMM's inputs unchanged.
 """
 
-__all__ = ["WEAK_LABEL_INPUT_DEFAULTS", "add_weak_label_input_config", "weak_label_input_value"]
+__all__ = ["WEAK_LABEL_INPUT_DEFAULTS", "add_multi_view_input_config", "add_weak_label_input_config", "weak_label_input_value"]
 
 # (section, key): default
 WEAK_LABEL_INPUT_DEFAULTS = {
@@ -36,3 +36,42 @@ def weak_label_input_value(cfg, section, key):
     if node is not None and key in node:
         return node[key]
     return WEAK_LABEL_INPUT_DEFAULTS[(section, key)]
+
+
+def add_multi_view_input_config(cfg):
+    """cfg.INPUT.MULTI_VIEW: MCC's extra views of each training crop (docs/mcc.md §2); off by default."""
+    from detectron2.config import CfgNode as CN
+
+    if "MULTI_VIEW" in cfg.INPUT:
+        return
+    mv = cfg.INPUT.MULTI_VIEW = CN()
+    # emit global view 1 as "image", plus "local_view", "global_view2", "img_box" and the flips (MCC)
+    mv.ENABLED = False
+    # probability of each view's own horizontal flip, after the geometric pipeline
+    mv.FLIP_PROB = 0.5
+    # ColorJitter brightness, contrast, saturation, hue (torchvision semantics)
+    mv.COLOR_JITTER = [0.4, 0.4, 0.2, 0.1]
+    # probability that the colour jitter is applied to a view
+    mv.COLOR_JITTER_PROB = 0.8
+    # probability of torchvision RandomGrayscale per view
+    mv.GRAYSCALE_PROB = 0.2
+    # range of the PIL Gaussian blur radius, drawn uniformly
+    mv.BLUR_RADIUS = [0.1, 2.0]
+    # blur probability of the main view (global view 1): always blurred in MCC
+    mv.MAIN_BLUR_PROB = 1.0
+    # blur probability of the local view
+    mv.LOCAL_BLUR_PROB = 0.5
+    # blur probability of global view 2
+    mv.GLOBAL_BLUR_PROB = 0.1
+    # solarize probability of global view 2
+    mv.GLOBAL_SOLARIZE_PROB = 0.2
+    # PIL solarize threshold: pixels >= it are inverted
+    mv.SOLARIZE_THRESHOLD = 128
+    # RandomResizedCrop area range of global view 2 (from the un-rescaled image, bicubic)
+    mv.GLOBAL_CROP_SCALE = [0.4, 1.0]
+    # RandomResizedCrop aspect-ratio range of global view 2
+    mv.GLOBAL_CROP_RATIO = [0.75, 1.3333333]
+    # mirror img_box's w0/w1 when the main view's flip fires (fix of quirk Q1); False = original
+    mv.FLIP_BOX = False
+    # the local view reuses the main view's flip decision (fix of quirk Q3); False = original
+    mv.SHARE_LOCAL_FLIP = False

@@ -24,6 +24,14 @@ stable field names:
                     neighbour, flipped with it (ids are never remapped), 255 on padding
     valid_mask      (H, W) bool, False on padding added by INPUT.CROP.PAD
 
+MCC's views (docs/mcc.md §2), with INPUT.MULTI_VIEW.ENABLED (training only, off by default):
+"image" becomes global view 1 (its own flip, jitter, grayscale, blur of the padded crop), plus
+"local_view" (same crop) and "global_view2" (a RandomResizedCrop of the un-rescaled image), all
+(3, H, W) uint8 RGB of the crop size; "img_box" int64 [h0, h1, w0, w1] (end exclusive) the
+non-padded region before the main view's flip (quirk Q1; INPUT.MULTI_VIEW.FLIP_BOX mirrors it);
+"main_flipped", "local_flipped" bools. The main view's flip is also applied to every label and
+to valid_mask, so those stay aligned with "image" (img_box alone keeps the quirk).
+
 SPML's inputs (docs/spml.md §3, §4.1), all off by default: INPUT.SPARSE.SCRIBBLE_DILATION /
 POINT_DILATION dilate scribbles / points with a k×k square on the full-size map before
 augmentation (SPML: 3 and 6; dilated points are then resampled like scribbles);
@@ -57,6 +65,7 @@ from .augmentation import (
     StrongPhotometric,
 )
 from .build import DATASET_MAPPER_REGISTRY
+from .multi_view import MultiViewAugmentation
 from .sparse_label_check import resolve_sparse_values
 from .config import weak_label_input_value
 from .readers import check_label_values, check_same_size, read_image, read_label_map
@@ -139,6 +148,7 @@ class WeakLabelDatasetMapper:
         tags_from_full_label=False,
         scribble_dilation=0,
         point_dilation=0,
+        multi_view=None,
     ):
         if pad_position not in ("bottom_right", "random"):
             raise ValueError(f"pad_position (INPUT.CROP.PAD_POSITION) must be 'bottom_right' or 'random', got {pad_position!r}")
@@ -167,6 +177,7 @@ class WeakLabelDatasetMapper:
         self.tags_from_full_label = tags_from_full_label
         self.scribble_dilation = int(scribble_dilation or 0)
         self.point_dilation = int(point_dilation or 0)
+        self.multi_view = multi_view if is_train else None
         mode = "training" if is_train else "inference"
         logger.info(f"[{type(self).__name__}] {mode}, weak label '{weak_label}': {augmentations}")
         if weak_label in SPARSE_KINDS:
@@ -208,6 +219,7 @@ class WeakLabelDatasetMapper:
             "tags_from_full_label": weak_label_input_value(cfg, "WEAK", "TAGS_FROM_FULL_LABEL"),
             "scribble_dilation": weak_label_input_value(cfg, "SPARSE", "SCRIBBLE_DILATION"),
             "point_dilation": weak_label_input_value(cfg, "SPARSE", "POINT_DILATION"),
+            "multi_view": _build_multi_view(cfg, is_train, tuple(crop.SIZE) if crop.ENABLED and crop.PAD else None),
         }
 
     # ----------------------------------------------------------------------------- reading
@@ -338,6 +350,7 @@ class WeakLabelDatasetMapper:
         dataset_dict = copy.deepcopy(dataset_dict)
         image_file = dataset_dict["file_name"]
         image = read_image(image_file, self.image_format)
+        original = image  # global view 2 starts from the un-rescaled image
         dataset_dict.setdefault("height", image.shape[0])
         dataset_dict.setdefault("width", image.shape[1])
 
@@ -432,7 +445,15 @@ class WeakLabelDatasetMapper:
             if boxes is not None:
                 boxes = (boxes[0] + np.tile(shift, 2), boxes[1])
 
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if self.multi_view is not None:
+            views = self.multi_view(image, original, valid_mask)
+            if views["main_flipped"]:
+                dense, sparse, cams, valid_mask, overseg, points, boxes = self._flip_labels(
+                    valid_mask.shape[1], dense, sparse, cams, valid_mask, overseg, points, boxes
+                )
+            dataset_dict.update(views)
+        else:
+            dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["valid_mask"] = torch.as_tensor(valid_mask)
         if dense is not None:
             dataset_dict["sem_seg"] = torch.as_tensor(dense.astype(np.int64))
@@ -455,6 +476,27 @@ class WeakLabelDatasetMapper:
         return dataset_dict
 
     # ------------------------------------------------------------------------- transforms
+    def _flip_labels(self, w, dense, sparse, cams, valid_mask, overseg, points, boxes):
+        """The main view's second horizontal flip (after padding) applied to every label."""
+        dense, sparse, valid_mask, overseg = (None if m is None else np.ascontiguousarray(m[:, ::-1])
+                                              for m in (dense, sparse, valid_mask, overseg))
+        if cams is not None:
+            cams = np.ascontiguousarray(cams[:, :, ::-1])
+        if points is not None:  # pixel-index x: column c goes to w - 1 - c
+            points = points.copy()
+            points[:, 0] = w - 1 - points[:, 0]
+        if boxes is not None:  # continuous XYXY
+            coords = boxes[0].copy()
+            coords[:, [0, 2]] = w - boxes[0][:, [2, 0]]
+            boxes = (coords, boxes[1])
+        if self.flip_label_map is not None:
+            dense, sparse = (None if m is None else self.flip_label_map[m] for m in (dense, sparse))
+            if points is not None:
+                points[:, 2] = self.flip_label_map[points[:, 2].astype(np.int64)]
+            if boxes is not None:
+                boxes = (boxes[0], self.flip_label_map[boxes[1]].astype(np.int64))
+        return dense, sparse, cams, valid_mask, overseg, points, boxes
+
     def _move_points(self, points, transforms, h, w):
         """Apply `transforms` to (x, y, class) rows in continuous coordinates; keep those inside."""
         if len(points) == 0:
@@ -560,6 +602,14 @@ class WeakLabelDatasetMapper:
             overseg = np.pad(overseg, spec2, constant_values=self.ignore_label)
         valid_mask = np.pad(valid_mask, spec2, constant_values=False)
         return image, dense, sparse, cams, valid_mask, np.array([left, top], dtype=np.float64), overseg
+
+
+def _build_multi_view(cfg, is_train, crop_size):
+    """MCC's view pipelines when INPUT.MULTI_VIEW.ENABLED (training only), else None."""
+    node = cfg.INPUT.get("MULTI_VIEW", None)
+    if not is_train or node is None or not node.ENABLED:
+        return None
+    return MultiViewAugmentation.from_config(cfg, crop_size)
 
 
 def _label_lookup(mapping):

@@ -240,6 +240,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         tile_batch: int = 4,
         tile_softmax: bool = True,
         round_resized_image: bool = False,
+        base_size: Sequence[int] = (),
     ):
         """
         Args:
@@ -262,6 +263,9 @@ class SemanticSegmentorWithTTA(nn.Module):
                 on every pass image (TEST.SLIDING_WINDOW.*).
             round_resized_image: round each resized uint8 image back to uint8
                 (TEST.TTA.ROUND_RESIZED_IMAGE); False passes it in float32.
+            base_size: (h, w) the image is resized to before the scales are applied, whose
+                passes are then resized straight to the output size (TEST.TTA.BASE_SIZE; MCC's
+                448x448 validation and COCO protocol); () = the image's own size.
         """
         super().__init__()
         self.model = model
@@ -291,6 +295,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         self.tile_batch = int(tile_batch)
         self.tile_softmax = bool(tile_softmax)
         self.round_resized_image = bool(round_resized_image)
+        self.base_size = _pair(base_size, "TEST.TTA.BASE_SIZE") if len(base_size) else None
         if self.double_softmax:
             logger.info(
                 "TEST.SLIDING_WINDOW.SOFTMAX on a model that returns probabilities: every tile's "
@@ -342,6 +347,7 @@ class SemanticSegmentorWithTTA(nn.Module):
             "tile_batch": cfg.TEST.SLIDING_WINDOW.BATCH,
             "tile_softmax": cfg.TEST.SLIDING_WINDOW.SOFTMAX,
             "round_resized_image": cfg.TEST.TTA.ROUND_RESIZED_IMAGE,
+            "base_size": tuple(cfg.TEST.TTA.BASE_SIZE),
         }
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
@@ -365,6 +371,11 @@ class SemanticSegmentorWithTTA(nn.Module):
                 f"SemanticSegmentorWithTTA: 'image' must be (C, H, W), got {tuple(image.shape)}"
             )
         height, width = image.shape[-2:]
+        output_size = (int(inputs.get("height", height)), int(inputs.get("width", width)))
+        target = (height, width)  # where each pass's scores go before fusion
+        if self.base_size is not None:
+            image = resize_image(image, self.base_size, self.align_corners, self.round_resized_image)
+            (height, width), target = self.base_size, output_size
         extra = _passthrough_inputs(inputs)
         fused = ScoreFusion(self.fusion, "TEST.TTA.FUSION")
         for scale in self.scales:
@@ -374,9 +385,8 @@ class SemanticSegmentorWithTTA(nn.Module):
             for scores, flipped in self._passes(scaled, extra):
                 if flipped:
                     scores = scores.flip(-1)
-                per_scale.add(self._to_image_size(scores, (height, width)))
+                per_scale.add(self._to_image_size(scores, target))
             fused.add(per_scale.result())
-        output_size = (int(inputs.get("height", height)), int(inputs.get("width", width)))
         return resize_scores(fused.result(), output_size, self.align_corners)
 
     def _passes(self, scaled: torch.Tensor, extra: Dict):
@@ -412,8 +422,9 @@ class SemanticSegmentorWithTTA(nn.Module):
 
 
 def maybe_wrap_with_tta(cfg, model: nn.Module) -> nn.Module:
-    """`SemanticSegmentorWithTTA(cfg, model)` if TEST.TTA or TEST.SLIDING_WINDOW is enabled."""
-    if cfg.TEST.TTA.ENABLED or cfg.TEST.SLIDING_WINDOW.ENABLED:
+    """`SemanticSegmentorWithTTA(cfg, model)` if TEST.TTA or TEST.SLIDING_WINDOW is enabled or
+    TEST.TTA.BASE_SIZE is set (applied with TTA off too: one pass at that size)."""
+    if cfg.TEST.TTA.ENABLED or cfg.TEST.SLIDING_WINDOW.ENABLED or len(cfg.TEST.TTA.BASE_SIZE):
         return SemanticSegmentorWithTTA(cfg, model)
     return model
 

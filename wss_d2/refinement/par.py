@@ -19,6 +19,7 @@ __all__ = [
     "add_par_config",
     "par_offsets",
     "par_image",
+    "box_mask",
     "refine_cams_with_background",
     "fuse_two_threshold_labels",
 ]
@@ -205,7 +206,7 @@ def fuse_two_threshold_labels(
     return fused
 
 
-def _box_mask(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+def box_mask(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """(B, H, W) bool, True inside each [h0, h1, w0, w1) pixel box of `boxes` (B, 4)."""
     h, w = size
     rows = torch.arange(h, device=boxes.device)
@@ -268,7 +269,7 @@ def refine_cams_with_background(
     small_images = F.interpolate(images.float(), size=small, mode="bilinear", align_corners=False)
     valid_cams = cams.float() * cls_labels.float()[:, :, None, None]
     present = torch.cat([torch.ones_like(cls_labels[:, :1]), cls_labels], dim=1).bool()  # (B, K+1)
-    inside = _box_mask(img_boxes.to(cams.device).long(), (h, w))
+    inside = box_mask(img_boxes.to(cams.device).long(), (h, w))
     # only channels present in some image of the batch go through PAR (VOC: a few of 21)
     keep = present.any(dim=0).nonzero()[:, 0]
     present = present[:, keep]

@@ -4,6 +4,7 @@ import torch
 from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
 from detectron2.solver.build import maybe_add_gradient_clipping
 
+from .lr_schedulers import LinearWarmupPolyLR
 from .param_groups import build_param_groups
 
 __all__ = ["build_optimizer", "build_lr_scheduler"]
@@ -53,5 +54,14 @@ def with_full_model_clipping(optimizer_class, max_norm, norm_type=2.0):
 
 
 def build_lr_scheduler(cfg, optimizer):
-    """detectron2's schedulers plus the DeepLab project's WarmupPolyLR (SOLVER.POLY_LR_*)."""
+    """
+    detectron2's schedulers, the DeepLab project's WarmupPolyLR (SOLVER.POLY_LR_*) and
+    "LinearWarmupPolyLR" (MCC / ToCo: SOLVER.WARMUP_ITERS, WARMUP_FACTOR as a ratio, POLY_LR_POWER;
+    wss_d2.solver.lr_schedulers).
+    """
+    solver = cfg.SOLVER
+    if solver.LR_SCHEDULER_NAME == "LinearWarmupPolyLR":
+        return LinearWarmupPolyLR(
+            optimizer, solver.MAX_ITER, solver.WARMUP_ITERS, solver.WARMUP_FACTOR, solver.POLY_LR_POWER
+        )
     return build_deeplab_lr_scheduler(cfg, optimizer)

@@ -12,6 +12,7 @@ Layout under `<datasets root>/coco/`:
 
 Registered names (detectron2's `coco_2014_*` names are instance sets and stay theirs):
     coco_2014_{train,val}_voc_sem_seg   full labels
+    coco_2014_val_part_voc_sem_seg      the first 5,000 images of the val list (MCC's training-time val)
     coco_2014_train_voc_tags            image_labels from cls_labels_coco.npy, no label maps
     coco_2014_train_voc_pseudo          pseudo_sem_seg_file_name from coco/pseudo_labels/
 `register_coco_voc_pseudo` registers pseudo labels from another folder under another name.
@@ -31,9 +32,11 @@ COCO_VOC_COLORS = [[0, 0, 0]] + [list(c["color"]) for c in _COCO_THINGS]
 COCO_VOC_SPLITS = {"train": "train2014", "val": "val2014"}
 DEFAULT_TAG_FILE = "cls_labels_coco.npy"
 DEFAULT_PSEUDO_DIR = "pseudo_labels"
+VAL_PART_SIZE = 5000  # MCC / ToCo's val_part: the first 5,000 names of the val list
 COCO_VOC_DATASET_NAMES = (
     "coco_2014_train_voc_sem_seg",
     "coco_2014_val_voc_sem_seg",
+    "coco_2014_val_part_voc_sem_seg",
     "coco_2014_train_voc_tags",
     "coco_2014_train_voc_pseudo",
 )
@@ -167,6 +170,13 @@ def register_coco_voc():
                 coco_root, "SegmentationClass", year_split
             ),
         )
+    _register(
+        "coco_2014_val_part_voc_sem_seg",
+        lambda coco_root: load_coco_voc_sem_seg(coco_root, "val")[:VAL_PART_SIZE],
+        "full",
+        image_root=lambda coco_root: find_coco_image_dir(coco_root, "val"),
+        sem_seg_root=lambda coco_root: os.path.join(coco_root, "SegmentationClass", "val2014"),
+    )
     _register(
         "coco_2014_train_voc_tags",
         lambda coco_root: load_coco_voc_tags(coco_root, "train"),

@@ -6,7 +6,7 @@ the pseudo labels come from wss_d2.refinement.par.
 
 Shapes: B images, K = C − 1 foreground classes, C classes with background (label 0), an (h, w)
 token grid with N = h·w tokens, (H, W) crop pixels, D projector outputs. Each function returns
-the unweighted loss; the weights (MODEL.MCC.LOSS.W_*) are applied by the meta-architecture.
+the unweighted loss; the weights (MODEL.MCC.*_LOSS_WEIGHT) are applied by the meta-architecture.
 """
 import math
 from typing import Tuple
@@ -54,7 +54,7 @@ def mcc_contrast_loss(
             views first, then the masked local views.
         teacher: (G·B, D) teacher projections of the global views, view-major.
         flags: (B, V) 1 = positive, 0 = negative (`mcc_masks(...).flags`).
-        temperature: MODEL.MCC.LOSS.TEMP (τ = 0.5).
+        temperature: MODEL.MCC.TEMPERATURE (τ = 0.5).
         eps: the 1e-4 of the original (inside the logs and in the normaliser).
     Returns:
         scalar.
@@ -71,7 +71,7 @@ def mcc_contrast_loss(
             f"teacher (G·B, D) with the same D, got {tuple(student.shape)} and {tuple(teacher.shape)}"
         )
     if not temperature > 0:
-        raise ValueError(f"mcc_contrast_loss: MODEL.MCC.LOSS.TEMP must be > 0, got {temperature}")
+        raise ValueError(f"mcc_contrast_loss: MODEL.MCC.TEMPERATURE must be > 0, got {temperature}")
     if not eps > 0:
         raise ValueError(f"mcc_contrast_loss: eps must be > 0, got {eps}")
     g = teacher.shape[0] // b
@@ -96,7 +96,7 @@ def classification_loss(logits: torch.Tensor, cls_labels: torch.Tensor) -> torch
     Multi-label soft margin loss of the pooled logits (docs/mcc.md §5.1): the mean over the K
     classes of binary cross-entropy with logits, averaged over the batch (PyTorch's
     `multilabel_soft_margin_loss`, as the original). Used for the final and the aux classifier
-    (MODEL.MCC.LOSS.W_CLS, MODEL.MCC.LOSS.W_CLS_AUX).
+    (MODEL.MCC.CLS_LOSS_WEIGHT, MODEL.MCC.CLS_AUX_LOSS_WEIGHT).
 
     Args:
         logits: (B, K) logits after global max pooling.
@@ -152,9 +152,9 @@ def ptc_token_labels(
         cls_labels: (B, K) multi-hot tags.
         img_boxes: (B, 4) int [h0, h1, w0, w1) of the real image inside the crop, in pixels.
         grid_size: (h, w) token grid of the final feature map.
-        low_thre, high_thre: MODEL.MCC.CAM.LOW_THRE, MODEL.MCC.CAM.HIGH_THRE.
+        low_thre, high_thre: MODEL.MCC.CAM.LOW_THRESH, MODEL.MCC.CAM.HIGH_THRESH.
         pixel_box_quirk: MODEL.MCC.QUIRKS.PTC_PIXEL_BOX.
-        patch_size: the ViT patch size (MODEL.MCC.VIT.PATCH), used only without the quirk.
+        patch_size: the ViT patch size (MODEL.VIT.PATCH_SIZE), used only without the quirk.
     Returns:
         (B, h, w) int64 in {0..K} ∪ {ignore_index}.
     """
@@ -167,7 +167,7 @@ def ptc_token_labels(
         raise ValueError(f"ptc_token_labels: img_boxes must be (B, 4), got {tuple(img_boxes.shape)}")
     if not low_thre <= high_thre:
         raise ValueError(
-            f"ptc_token_labels: MODEL.MCC.CAM.LOW_THRE ({low_thre}) must not exceed MODEL.MCC.CAM.HIGH_THRE "
+            f"ptc_token_labels: MODEL.MCC.CAM.LOW_THRESH ({low_thre}) must not exceed MODEL.MCC.CAM.HIGH_THRESH "
             f"({high_thre})"
         )
     h, w = (int(s) for s in grid_size)
@@ -218,7 +218,7 @@ def affinity_loss(features: torch.Tensor, aff_labels: torch.Tensor) -> torch.Ten
         L = 0.5·(1 − Σ_{Y=1} c / (n_pos + 1)) + 0.5·Σ_{Y=0} c / (n_neg + 1),
 
     sums and counts pooled over the whole batch. With every pair ignored it is the constant 0.5
-    with zero gradient (docs/mcc.md Errata 2). Weight MODEL.MCC.LOSS.W_AFF.
+    with zero gradient (docs/mcc.md Errata 2). Weight MODEL.MCC.AFF_LOSS_WEIGHT.
 
     Args:
         features: (B, D, h, w) final-layer token map (after the final LayerNorm).
@@ -286,7 +286,7 @@ def segmentation_loss_halves(
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """
     L_seg = 0.5·CE_bg + 0.5·CE_fg (docs/mcc.md §5.3), see `segmentation_loss_halves` for the
-    shapes. Weight MODEL.MCC.LOSS.W_SEG, active after MODEL.MCC.LOSS.SEG_START_ITER.
+    shapes. Weight MODEL.MCC.SEG_LOSS_WEIGHT, active after MODEL.MCC.SEG_START_ITER.
     """
     ce_bg, ce_fg = segmentation_loss_halves(logits, labels, ignore_index=ignore_index)
     return 0.5 * (ce_bg + ce_fg)

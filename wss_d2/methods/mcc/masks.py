@@ -43,12 +43,12 @@ def roi_map(
     max-pooled over classes to v; roi = 0 where v ≤ low_thre, 2 where v ≥ high_thre, 1 between.
 
     Args:
-        cams: (B, K, H, W) CAMs in [0, 1] (VOC: aux CAM until MODEL.MCC.MASK.CAM_SWITCH_ITER,
+        cams: (B, K, H, W) CAMs in [0, 1] (VOC: aux CAM until MODEL.MCC.FLAG_CAM_SWITCH_ITER,
             then the final-layer CAM).
         cls_labels: (B, K) multi-hot image tags.
         grid_size: (h, w) token grid.
-        low_thre: MODEL.MCC.CAM.LOW_THRE.
-        high_thre: MODEL.MCC.CAM.HIGH_THRE (VOC 0.7, COCO 0.65).
+        low_thre: MODEL.MCC.CAM.LOW_THRESH.
+        high_thre: MODEL.MCC.CAM.HIGH_THRESH (VOC 0.7, COCO 0.65).
     Returns:
         (B, h, w) int64 in {0, 1, 2}.
     """
@@ -60,7 +60,7 @@ def roi_map(
         )
     if not low_thre <= high_thre:
         raise ValueError(
-            f"roi_map: MODEL.MCC.CAM.LOW_THRE ({low_thre}) must not exceed MODEL.MCC.CAM.HIGH_THRE ({high_thre})"
+            f"roi_map: MODEL.MCC.CAM.LOW_THRESH ({low_thre}) must not exceed MODEL.MCC.CAM.HIGH_THRESH ({high_thre})"
         )
     cams = cams.detach().float()
     if tuple(cams.shape[-2:]) != tuple(grid_size):
@@ -180,7 +180,7 @@ def mcc_masks(
     One iteration's masks, flags and policies for a batch (docs/mcc.md §4.1), drawn
     independently per image and view. Keyword arguments as `roi_map`, `block_key_masks`
     and `view_flags` (MODEL.MCC.MASK.{NUM_LOCAL, BLOCK, RATIO, POS_FRAC},
-    MODEL.MCC.CAM.{LOW_THRE, HIGH_THRE}).
+    MODEL.MCC.CAM.{LOW_THRESH, HIGH_THRESH}).
 
     Args:
         cams: (B, K, H, W) CAMs of the main view; cls_labels: (B, K); grid_size: (h, w).

@@ -60,17 +60,22 @@ def add_spml_config(cfg):
     # --- losses (docs/spml.md §7.7); a weight of 0 turns a term off ---
     # (C) semantic annotation: w_C·(CE + L_C)
     cfg.MODEL.SPML.SEM_ANN_LOSS_WEIGHT = 1.0
+    # concentration κ of (C)
     cfg.MODEL.SPML.SEM_ANN_CONCENTRATION = 6.0
     # (O) semantic co-occurrence (tags of the full weak label)
     cfg.MODEL.SPML.SEM_OCC_LOSS_WEIGHT = 0.5
+    # concentration κ of (O)
     cfg.MODEL.SPML.SEM_OCC_CONCENTRATION = 12.0
     # (V) low-level image similarity (same over-segment region, same image)
     cfg.MODEL.SPML.IMG_SIM_LOSS_WEIGHT = 0.1
+    # concentration κ of (V)
     cfg.MODEL.SPML.IMG_SIM_CONCENTRATION = 16.0
     # (A) feature affinity: configured in the released DensePose recipe but never applied; on
     # only with FEATURE_AFFINITY True (the paper)
     cfg.MODEL.SPML.FEATURE_AFFINITY = False
+    # weight of (A) when it is on
     cfg.MODEL.SPML.FEAT_AFF_LOSS_WEIGHT = 0.5
+    # concentration κ of (A)
     cfg.MODEL.SPML.FEAT_AFF_CONCENTRATION = 12.0
     # cosine above which a segment takes the label of its nearest labelled segment
     cfg.MODEL.SPML.FEAT_AFF_THRESHOLD = 0.95

@@ -80,6 +80,9 @@ def add_vit_config(cfg):
     # input side not a multiple of PATCH_SIZE: "error", or "floor" (drop the remainder rows / columns,
     # as the original's patch conv does on full-resolution images)
     cfg.MODEL.VIT.REMAINDER = "error"
+    # a local timm / DeiT checkpoint (e.g. deit_base_patch16_224's state dict) loaded into the backbone
+    # when it is built (strict; MODEL.WEIGHTS, loaded after, holds whole-model checkpoints); "" = none
+    cfg.MODEL.VIT.WEIGHTS = ""
 
 
 def resolve_aux_layer(aux_layer: int, depth: int) -> int:
@@ -341,14 +344,35 @@ class MaskableViT(VisionTransformer, Backbone):
         """
         Load a timm / DeiT checkpoint from a local file: a state dict, or one under "model" / "state_dict"
         (the DeiT release), "module." prefixes stripped. Keeps the positional embedding frozen if asked.
+        A missing or unreadable file, or a tensor of another shape (a positional table for another
+        PRETRAIN_IMG_SIZE, another PATCH_SIZE or width), fails naming the file, the key and both shapes.
         Returns load_state_dict's result.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        import os
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ViT weights {path} (MODEL.VIT.WEIGHTS) do not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"ViT weights {path} (MODEL.VIT.WEIGHTS) cannot be read as a torch checkpoint: {e}") from e
         for key in ("model", "state_dict"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
                 break
+        if not isinstance(state, dict):
+            raise ValueError(f"ViT weights {path} (MODEL.VIT.WEIGHTS) hold a {type(state).__name__}, not a state dict")
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        own = self.state_dict()
+        wrong = [
+            f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        if wrong:
+            raise ValueError(
+                f"ViT weights {path} do not fit MODEL.VIT (PATCH_SIZE={self.patch_size}, EMBED_DIM={self.embed_dim}, "
+                f"PRETRAIN_IMG_SIZE={self.pretrain_grid[0] * self.patch_size}): " + "; ".join(wrong[:5])
+            )
         result = self.load_state_dict(state, strict=strict)
         self.pos_embed.requires_grad_(not self.freeze_pos_embed)
         return result
@@ -356,5 +380,9 @@ class MaskableViT(VisionTransformer, Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_vit_backbone(cfg, input_shape: ShapeSpec):
-    """MaskableViT of cfg.MODEL.VIT (outputs "final", "aux" at stride PATCH_SIZE, and "cls")."""
-    return MaskableViT(cfg, input_shape)
+    """MaskableViT of cfg.MODEL.VIT (outputs "final", "aux" at stride PATCH_SIZE, and "cls"), with the
+    weights of MODEL.VIT.WEIGHTS when set."""
+    backbone = MaskableViT(cfg, input_shape)
+    if cfg.MODEL.VIT.WEIGHTS:
+        backbone.load_pretrained(cfg.MODEL.VIT.WEIGHTS)
+    return backbone
