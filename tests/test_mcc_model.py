@@ -445,3 +445,28 @@ def test_train_net_runs_mcc_with_accumulation_and_evaluates(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(cams, "results.json")) as f:
         assert "cam" in json.load(f)
+
+
+def test_visible_token_views_equal_the_full_masked_forward():
+    full = _model("MODEL.MCC.DROP_MASKED_TOKENS", "False").train()
+    short = _model("MODEL.MCC.DROP_MASKED_TOKENS", "True").train()
+    short.load_state_dict(full.state_dict())
+    batch = _batch()
+    a, b = _losses(full, batch, 6, seed=5), _losses(short, batch, 6, seed=5)
+    torch.testing.assert_close(b["loss_mcc"], a["loss_mcc"], rtol=1e-5, atol=1e-6)
+    a["loss_mcc"].backward()
+    b["loss_mcc"].backward()
+    for (name, p), q in zip(full.named_parameters(), short.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # a fully masked view and mixed visible counts: the CLS equals the masked forward's
+    masks = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    masks[0, 0] = True
+    masks[1, 1, :4] = True
+    masks[0, 2, ::2] = True
+    local = torch.randn(2, 3, 64, 64)
+    from wss_d2.methods.mcc import key_policy
+
+    with torch.no_grad():
+        expected = full.backbone(local.repeat(3, 1, 1, 1), policy=key_policy(masks))["cls"]
+        torch.testing.assert_close(short.masked_view_cls(local, masks), expected, rtol=1e-5, atol=1e-5)

@@ -38,8 +38,7 @@ import os
 import statistics
 import sys
 
-from wss_d2.utils.json_io import write_json
-from wss_d2.utils.pipeline_runs import REPO, run_once, seed_summary, train, write_report
+from wss_d2.utils.pipeline_runs import REPO, load_seed_record, run_once, save_seed_record, seed_summary, train, write_report
 
 SYN = "configs/synthetic"
 KINDS = ("tags", "boxes", "scribbles", "points")
@@ -184,25 +183,12 @@ def protocol_of(args):
             "opts": list(args.opts)}
 
 
-def load_record(path, protocol):
-    """{seed (str): {row key: entry}} of `path` (empty when absent); refuses another protocol."""
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        record = json.load(f)
-    theirs = record.get("protocol", {})
-    differ = [f"{k}: {theirs.get(k)!r} there, {protocol[k]!r} here" for k in protocol if theirs.get(k) != protocol[k]]
-    if differ:
-        raise SystemExit(f"{path} records another protocol ({'; '.join(differ)}): pass another --record or delete it")
-    return record["seeds"]
-
-
 def main(argv=None):
     args = parse_args(argv)
     out = os.path.abspath(args.output)
     record_path = os.path.abspath(args.record or os.path.join(out, "seed_record.json"))
     protocol = protocol_of(args)
-    recorded = load_record(record_path, protocol)
+    recorded = load_seed_record(record_path, protocol)
     todo = [seed for seed in args.seeds if str(seed) not in recorded]
     cam_entries = cam_labels(args, out, make=bool(todo))
     rows = rows_of(args, out, cam_entries)
@@ -223,8 +209,7 @@ def main(argv=None):
                 if quality is not None:
                     entries[key]["pseudo_label_mIoU"] = quality["mIoU"]
             recorded[str(seed)] = entries
-            os.makedirs(os.path.dirname(record_path), exist_ok=True)
-            write_json(record_path, {"protocol": protocol, "seeds": recorded})
+            save_seed_record(record_path, protocol, recorded)
         for key in runs:
             runs[key].append(entries[key])
         finished.append(seed)

@@ -62,6 +62,28 @@ def seed_summary(runs):
             "s_per_iter": statistics.median(r["s_per_iter"] for r in runs)}
 
 
+def load_seed_record(path, protocol):
+    """
+    {seed (str): {row: entry}} of a seed record written by `save_seed_record` (empty when `path` is
+    absent); refuses a record of another protocol (what must match for two runs' seeds to share a table).
+    """
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        record = json.load(f)
+    theirs = record.get("protocol", {})
+    differ = [f"{k}: {theirs.get(k)!r} there, {protocol[k]!r} here" for k in protocol if theirs.get(k) != protocol[k]]
+    if differ:
+        raise SystemExit(f"{path} records another protocol ({'; '.join(differ)}): pass another --record or delete it")
+    return record["seeds"]
+
+
+def save_seed_record(path, protocol, seeds):
+    """Write the finished seeds' figures ({seed (str): {row: entry}}) with their protocol to `path`."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, {"protocol": protocol, "seeds": seeds})
+
+
 def write_report(output, figures, table):
     """<output>/results.json (the figures) and <output>/results.md (the markdown table); prints the table."""
     write_json(os.path.join(output, "results.json"), figures)

@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""
+Benchmark MCC's training step against the supervised step of the same ViT and LargeFOV head with the
+same batch and crop, in one run: seconds per iteration (forward, backward, AdamW step; data loading
+excluded), the peak memory of each, and where MCC's forward time goes (the no-grad multi-scale CAMs,
+the masked views and the contrast, PAR pseudo labels, the energy loss). A benchmark, not a test: it
+prints figures and asserts nothing.
+
+    python tools/benchmark_mcc.py                       # synthetic: the small ViT of mcc_vit.yaml
+    python tools/benchmark_mcc.py --iters 10 MODEL.MCC.REG.KERNEL exact
+
+MCC runs at an iteration after MODEL.MCC.SEG_START_ITER (every term on). The supervised step is
+configs/synthetic/vit_largefov_supervised.yaml's SemanticSegmentor (cross entropy on the upsampled
+LargeFOV logits) on the pixel-labelled training set, batches of the same size and crop. Peak memory:
+on CPU the growth of the process's peak resident set over each phase (the supervised phase runs
+first), on a GPU torch's peak allocation per phase.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections import defaultdict
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from wss_d2 import get_wss_cfg  # noqa: E402
+from wss_d2.engine import Trainer  # noqa: E402
+from wss_d2.methods.mcc import meta_arch  # noqa: E402
+from wss_d2.solver import build_optimizer  # noqa: E402
+
+DEFAULT_CONFIG = "configs/synthetic/mcc_vit.yaml"
+SUPERVISED_CONFIG = "configs/synthetic/vit_largefov_supervised.yaml"
+
+
+def peak_memory_mib(device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_steps(cfg, model, batches, warmup, device, iteration):
+    """Mean seconds of forward + backward + optimizer step over `batches[warmup:]`, and the peak memory."""
+    optimizer = build_optimizer(cfg, model)
+    model.train()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    before = peak_memory_mib(device)
+    times = []
+    with EventStorage(iteration):
+        for i, batch in enumerate(batches):
+            _sync(device)
+            start = time.perf_counter()
+            losses = model(batch)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    peak = peak_memory_mib(device)
+    return sum(times) / len(times), peak if device.startswith("cuda") else peak - before
+
+
+class PartTimer:
+    """Wraps callables and sums their wall time (seconds) per name while `counting` is set."""
+
+    def __init__(self, device):
+        self.device, self.totals, self.counting = device, defaultdict(float), False
+
+    def wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            _sync(self.device)
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync(self.device)
+            if self.counting:
+                self.totals[name] += time.perf_counter() - start
+            return out
+
+        return timed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config-file", default=DEFAULT_CONFIG)
+    parser.add_argument("--supervised-config", default=SUPERVISED_CONFIG)
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per step (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (both configs)")
+    args = parser.parse_args()
+
+    setup_logger()
+    opts = ["MODEL.WEIGHTS", "", *args.opts]
+    cfg = get_wss_cfg(args.config_file, opts)
+    sup_cfg = get_wss_cfg(args.supervised_config, opts)
+    device = cfg.MODEL.DEVICE
+    n = args.warmup + args.iters
+    loader = iter(Trainer.build_train_loader(cfg))
+    batches = [next(loader) for _ in range(n)]
+    sup_loader = iter(Trainer.build_train_loader(sup_cfg))
+    sup_batches = [next(sup_loader) for _ in range(n)]
+
+    torch.manual_seed(0)
+    supervised_s, supervised_mib = time_steps(sup_cfg, build_model(sup_cfg), sup_batches, args.warmup, device, 0)
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    timer = PartTimer(device)
+    model.training_cams = timer.wrap("training_cams", model.training_cams)
+    model.contrast_loss = timer.wrap("views_and_contrast", model.contrast_loss)
+    model.energy_loss.forward = timer.wrap("energy_loss", model.energy_loss.forward)
+    original_refine = meta_arch.refine_cams_with_background
+    meta_arch.refine_cams_with_background = timer.wrap("par_pseudo_labels", original_refine)
+    # the warm-up batches are not counted: start counting at the first timed one
+    warm = batches[: args.warmup]
+    mcc_s_warm = time_steps(cfg, model, warm, 0, device, cfg.MODEL.MCC.SEG_START_ITER + 1) if warm else None
+    del mcc_s_warm
+    timer.counting = True
+    mcc_s, mcc_mib = time_steps(cfg, model, batches[args.warmup:], 0, device, cfg.MODEL.MCC.SEG_START_ITER + 1)
+    meta_arch.refine_cams_with_background = original_refine
+    parts = {name: total / args.iters for name, total in timer.totals.items()}
+
+    figures = {
+        "config": args.config_file,
+        "supervised_config": args.supervised_config,
+        "overrides": args.opts,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "backbone": "ViT patch {PATCH_SIZE}, width {EMBED_DIM}, depth {DEPTH}, {NUM_HEADS} heads".format(**cfg.MODEL.VIT),
+        "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "crop": list(cfg.INPUT.CROP.SIZE),
+        "masked_views": cfg.MODEL.MCC.MASK.NUM_LOCAL,
+        "energy_kernel": cfg.MODEL.MCC.REG.KERNEL,
+        "timed_iterations": args.iters,
+        "supervised_s_per_iter": supervised_s,
+        "mcc_s_per_iter": mcc_s,
+        "mcc_over_supervised": mcc_s / supervised_s,
+        "mcc_parts_s_per_iter": parts,
+        "mcc_parts_share_of_step": {name: value / mcc_s for name, value in parts.items()},
+        "supervised_peak_mib": supervised_mib,
+        "mcc_peak_mib": mcc_mib,
+        "memory_note": "GPU: torch peak allocation per phase" if device.startswith("cuda")
+        else "CPU: growth of the peak RSS over each phase (the supervised phase runs first)",
+    }
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
