@@ -146,3 +146,28 @@ def test_run_once_skips_finished_stages_and_names_a_missing_output(tmp_path):
     assert not log.exists()
     with pytest.raises(SystemExit, match="finished without writing .*missing.json: see .*stage.log"):
         run_once([sys.executable, "-c", "pass"], str(tmp_path / "missing.json"), str(log))
+
+
+def test_mcc_comparison_reports_recorded_seeds_and_the_seed_spread(tmp_path):
+    tool = load_script("tools/run_mcc_comparison.py")
+    record = tmp_path / "record.json"
+    protocol = {"rows": ["supervised", "mcc", "toco", "cam"], "opts": []}
+    base = {"supervised": 60.0, "mcc": 40.0, "toco": 36.0, "cam": 39.0}
+    jitter = {"0": -1.0, "1": 1.0}  # seed spread 2.0 for every row
+    seeds = {seed: {key: {"seed": int(seed), "mIoU": value + jitter[seed], "s_per_iter": 1.0} for key, value in
+                    base.items()} for seed in ("0", "1")}
+    record.write_text(json.dumps({"protocol": protocol, "seeds": seeds}))
+    out = tmp_path / "out"
+
+    figures = tool.main(["--output", str(out), "--seeds", "0", "1", "--record", str(record)])
+
+    assert sorted(os.listdir(out)) == ["results.json", "results.md"]  # no pretraining, no training
+    rows = figures["rows"]
+    assert rows["mcc"]["mIoU_mean"] == pytest.approx(40.0)
+    assert rows["mcc"]["fraction_of_supervised"] == pytest.approx(40.0 / 60.0)
+    verdicts = {tuple(c["rows"]): (round(c["difference"], 6), c["exceeds_spread"]) for c in figures["comparisons"]}
+    assert verdicts == {("mcc", "toco"): (4.0, True), ("mcc", "cam"): (1.0, False), ("toco", "cam"): (-3.0, True)}
+    table = (out / "results.md").read_text()
+    assert "| MCC | 40.00 | 39.00 / 41.00 | 67 % |" in table and "not larger than the seed spread (2.00)" in table
+    with pytest.raises(SystemExit, match="opts: \\[\\] there"):
+        tool.main(["--output", str(out), "--seeds", "0", "--record", str(record), "--opts", "SEED", "1"])
