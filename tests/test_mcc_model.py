@@ -277,13 +277,14 @@ class _Recorder(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.sizes = []
+        self.sizes, self.requested = [], []
 
     def forward(self, inputs):
         outs = []
         for x in inputs:
             image = x["image"].float()
             self.sizes.append(tuple(image.shape[-2:]))
+            self.requested.append((x["height"], x["width"]))
             value = float(image[..., : image.shape[-1] // 2].mean()) / 255
             scores = torch.zeros(2, x["height"], x["width"])
             scores[0] = value
@@ -300,6 +301,8 @@ def _pass_value(image, size, flipped):
 
 
 def test_voc_and_coco_protocols_fuse_in_their_orders():
+    from wss_d2.inference.tta import resize_image
+
     voc = get_wss_cfg(VOC, ["MODEL.WEIGHTS", ""])
     voc_ms = get_wss_cfg(os.path.join(CONFIGS, "voc", "mcc_deit_b_ms_crf.yaml"), ["MODEL.WEIGHTS", ""])
     coco_ms = get_wss_cfg(os.path.join(CONFIGS, "coco", "mcc_deit_b_ms_crf.yaml"), ["MODEL.WEIGHTS", ""])
@@ -314,6 +317,7 @@ def test_voc_and_coco_protocols_fuse_in_their_orders():
     out = SemanticSegmentorWithTTA(voc_ms, model).eval()([{"image": image, "height": 20, "width": 30}])[0]
     sizes = [(20, 30), (30, 45), (25, 37)]
     assert sorted(set(model.sizes)) == sorted(sizes)
+    assert set(model.requested) == {(20, 30)}  # MODEL_OUTPUT_SIZE "fusion": one resize, native -> image
     expected = max(_pass_value(image, s, False) + _pass_value(image, s, True) for s in sizes)
     torch.testing.assert_close(out["sem_seg"][0], torch.full((20, 30), expected))
     assert out["sem_seg_kind"] == "logits"  # fused logits: softmax before the CRF
@@ -322,15 +326,24 @@ def test_voc_and_coco_protocols_fuse_in_their_orders():
     out = SemanticSegmentorWithTTA(coco_ms, model).eval()([{"image": image, "height": 20, "width": 30}])[0]
     sizes = [(448, 448), (560, 560), (672, 672)]
     assert sorted(set(model.sizes)) == sizes and out["sem_seg"].shape == (2, 20, 30)
-    from wss_d2.inference.tta import resize_image
-
+    assert set(model.requested) == {(20, 30)}  # straight to the label size
     base = resize_image(image, (448, 448), False, False)
     expected = sum(max(_pass_value(base, s, False), _pass_value(base, s, True)) for s in sizes)
     torch.testing.assert_close(out["sem_seg"][0], torch.full((20, 30), expected), rtol=1e-5, atol=1e-5)
     # BASE_SIZE with TTA off (training-time val): one pass at 448x448
     model = _Recorder()
     SemanticSegmentorWithTTA(voc, model).eval()([{"image": image, "height": 20, "width": 30}])
-    assert model.sizes == [(448, 448)]
+    assert model.sizes == [(448, 448)] and model.requested == [(20, 30)]
+    # MCC itself: the val protocol's logits equal one bilinear upsampling of the token-grid logits
+    mcc = _model("TEST.TTA.BASE_SIZE", "[64, 64]", "TEST.TTA.MODEL_OUTPUT_SIZE", "fusion").eval()
+    wrapped = SemanticSegmentorWithTTA(_cfg("TEST.TTA.BASE_SIZE", "[64, 64]", "TEST.TTA.MODEL_OUTPUT_SIZE", "fusion",
+                                            "TEST.TTA.SOFTMAX", "False"), mcc).eval()
+    with torch.no_grad():
+        out = wrapped([{"image": image, "height": 20, "width": 30}])[0]["sem_seg"]
+        resized = resize_image(image, (64, 64), False, False)
+        logits = mcc.decoder(mcc.backbone(mcc.normalize(resized[None]))["final"])
+        expected = F.interpolate(logits, size=(20, 30), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(out, expected)
 
 
 # ----------------------------------------------------------------------------- solver

@@ -135,6 +135,10 @@ def add_wss_config(cfg):
     # passes' scores then resized straight to the label size (MCC: [448, 448]); [] = the image's own
     # size. Applies with ENABLED False too (one pass at that size)
     cfg.TEST.TTA.BASE_SIZE = []
+    # "pass": the model returns each pass's scores at the pass size, resized after; "fusion": the model is
+    # asked for them at the fusion size (the image's, or the label size with BASE_SIZE), one resize from
+    # its own resolution (MCC's original); not with the sliding window
+    cfg.TEST.TTA.MODEL_OUTPUT_SIZE = "pass"
 
     # sliding-window inference
     cfg.TEST.SLIDING_WINDOW = CN()

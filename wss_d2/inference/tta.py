@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 # SPML), "sum" = plain sum (MCC's flip fusion), "max" = element-wise max (DeepLab MSC, MCC)
 FUSION_RULES = ("mean", "sum", "max")
 SIZE_ROUNDINGS = ("round", "floor")
+MODEL_OUTPUT_SIZES = ("pass", "fusion")
 
 
 class ScoreFusion:
@@ -241,6 +242,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         tile_softmax: bool = True,
         round_resized_image: bool = False,
         base_size: Sequence[int] = (),
+        model_output_size: str = "pass",
     ):
         """
         Args:
@@ -266,6 +268,11 @@ class SemanticSegmentorWithTTA(nn.Module):
             base_size: (h, w) the image is resized to before the scales are applied, whose
                 passes are then resized straight to the output size (TEST.TTA.BASE_SIZE; MCC's
                 448x448 validation and COCO protocol); () = the image's own size.
+            model_output_size: "pass": the model returns scores at the pass size, which are then
+                resized to the fusion size (two resizes for a model that upsamples inside); "fusion":
+                the model is asked (its input's height/width) for scores directly at the fusion size,
+                one resize from its own resolution, as MCC's original (TEST.TTA.MODEL_OUTPUT_SIZE;
+                not with the sliding window, whose tiles need the pass size).
         """
         super().__init__()
         self.model = model
@@ -296,6 +303,10 @@ class SemanticSegmentorWithTTA(nn.Module):
         self.tile_softmax = bool(tile_softmax)
         self.round_resized_image = bool(round_resized_image)
         self.base_size = _pair(base_size, "TEST.TTA.BASE_SIZE") if len(base_size) else None
+        _check_choice(model_output_size, MODEL_OUTPUT_SIZES, "TEST.TTA.MODEL_OUTPUT_SIZE")
+        if model_output_size == "fusion" and self.sliding_window:
+            raise ValueError('TEST.TTA.MODEL_OUTPUT_SIZE "fusion" does not combine with TEST.SLIDING_WINDOW (tiles need the pass size)')
+        self.model_output_size = model_output_size
         if self.double_softmax:
             logger.info(
                 "TEST.SLIDING_WINDOW.SOFTMAX on a model that returns probabilities: every tile's "
@@ -348,6 +359,7 @@ class SemanticSegmentorWithTTA(nn.Module):
             "tile_softmax": cfg.TEST.SLIDING_WINDOW.SOFTMAX,
             "round_resized_image": cfg.TEST.TTA.ROUND_RESIZED_IMAGE,
             "base_size": tuple(cfg.TEST.TTA.BASE_SIZE),
+            "model_output_size": cfg.TEST.TTA.MODEL_OUTPUT_SIZE,
         }
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
@@ -382,15 +394,16 @@ class SemanticSegmentorWithTTA(nn.Module):
             size = self.scaled_size(height, width, scale)
             scaled = resize_image(image, size, self.align_corners, self.round_resized_image)
             per_scale = ScoreFusion(self.flip_fusion, "TEST.TTA.FLIP_FUSION")
-            for scores, flipped in self._passes(scaled, extra):
+            for scores, flipped in self._passes(scaled, extra, target):
                 if flipped:
                     scores = scores.flip(-1)
                 per_scale.add(self._to_image_size(scores, target))
             fused.add(per_scale.result())
         return resize_scores(fused.result(), output_size, self.align_corners)
 
-    def _passes(self, scaled: torch.Tensor, extra: Dict):
-        """Yields (scores at the pass size, flipped) for the passes of one scale."""
+    def _passes(self, scaled: torch.Tensor, extra: Dict, target: Tuple[int, int]):
+        """Yields (scores at the pass size, or at `target` with MODEL_OUTPUT_SIZE "fusion", flipped) for
+        the passes of one scale."""
         flips = (False, True) if self.flip else (False,)
         images = [scaled.flip(-1) if flipped else scaled for flipped in flips]
         if self.sliding_window:
@@ -401,6 +414,8 @@ class SemanticSegmentorWithTTA(nn.Module):
                 ), flipped
             return
         size = {"height": scaled.shape[-2], "width": scaled.shape[-1]}
+        if self.model_output_size == "fusion":
+            size = {"height": target[0], "width": target[1]}
         passes = list(zip(images, flips))
         groups = [passes] if self.batch_passes else [[one] for one in passes]
         for group in groups:
