@@ -16,9 +16,7 @@ on CPU the growth of the process's peak resident set over each phase (the superv
 first), on a GPU torch's peak allocation per phase.
 """
 import argparse
-import json
 import os
-import resource
 import sys
 import time
 from collections import defaultdict
@@ -28,50 +26,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectron2.modeling import build_model  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from wss_d2 import get_wss_cfg  # noqa: E402
 from wss_d2.engine import Trainer  # noqa: E402
 from wss_d2.methods.mcc import meta_arch  # noqa: E402
 from wss_d2.solver import build_optimizer  # noqa: E402
+from wss_d2.utils.benchmarking import emit_figures, synchronize, time_training_steps  # noqa: E402
 
 DEFAULT_CONFIG = "configs/synthetic/mcc_vit.yaml"
 SUPERVISED_CONFIG = "configs/synthetic/vit_largefov_supervised.yaml"
-
-
-def peak_memory_mib(device):
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_steps(cfg, model, batches, warmup, device, iteration):
-    """Mean seconds of forward + backward + optimizer step over `batches[warmup:]`, and the peak memory."""
-    optimizer = build_optimizer(cfg, model)
-    model.train()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    before = peak_memory_mib(device)
-    times = []
-    with EventStorage(iteration):
-        for i, batch in enumerate(batches):
-            _sync(device)
-            start = time.perf_counter()
-            losses = model(batch)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    peak = peak_memory_mib(device)
-    return sum(times) / len(times), peak if device.startswith("cuda") else peak - before
 
 
 class PartTimer:
@@ -82,10 +46,10 @@ class PartTimer:
 
     def wrap(self, name, fn):
         def timed(*args, **kwargs):
-            _sync(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
             out = fn(*args, **kwargs)
-            _sync(self.device)
+            synchronize(self.device)
             if self.counting:
                 self.totals[name] += time.perf_counter() - start
             return out
@@ -114,8 +78,12 @@ def main():
     sup_loader = iter(Trainer.build_train_loader(sup_cfg))
     sup_batches = [next(sup_loader) for _ in range(n)]
 
+    def timed(config, model, batches, iteration, before_timed=None):
+        optimizer = build_optimizer(config, model)
+        return time_training_steps(model, optimizer, batches, args.warmup, device, iteration, before_timed)
+
     torch.manual_seed(0)
-    supervised_s, supervised_mib = time_steps(sup_cfg, build_model(sup_cfg), sup_batches, args.warmup, device, 0)
+    supervised_s, supervised_mib = timed(sup_cfg, build_model(sup_cfg), sup_batches, 0)
 
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -125,12 +93,12 @@ def main():
     model.energy_loss.forward = timer.wrap("energy_loss", model.energy_loss.forward)
     original_refine = meta_arch.refine_cams_with_background
     meta_arch.refine_cams_with_background = timer.wrap("par_pseudo_labels", original_refine)
-    # the warm-up batches are not counted: start counting at the first timed one
-    warm = batches[: args.warmup]
-    mcc_s_warm = time_steps(cfg, model, warm, 0, device, cfg.MODEL.MCC.SEG_START_ITER + 1) if warm else None
-    del mcc_s_warm
-    timer.counting = True
-    mcc_s, mcc_mib = time_steps(cfg, model, batches[args.warmup:], 0, device, cfg.MODEL.MCC.SEG_START_ITER + 1)
+    iteration = cfg.MODEL.MCC.SEG_START_ITER + 1  # every term on
+
+    def start_counting():  # the parts of the warm-up steps are not counted
+        timer.counting = True
+
+    mcc_s, mcc_mib = timed(cfg, model, batches, iteration, start_counting)
     meta_arch.refine_cams_with_background = original_refine
     parts = {name: total / args.iters for name, total in timer.totals.items()}
 
@@ -156,10 +124,7 @@ def main():
         "memory_note": "GPU: torch peak allocation per phase" if device.startswith("cuda")
         else "CPU: growth of the peak RSS over each phase (the supervised phase runs first)",
     }
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    emit_figures(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ peak resident set over each phase (the supervised phase runs first), on a GPU to
 allocation per phase.
 """
 import argparse
-import json
 import os
-import resource
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +32,7 @@ from wss_d2 import get_wss_cfg  # noqa: E402
 from wss_d2.engine import Trainer  # noqa: E402
 from wss_d2.modeling.batching import stack_crops  # noqa: E402
 from wss_d2.modeling.normalization import normalize_images  # noqa: E402
+from wss_d2.utils.benchmarking import emit_figures, time_training_steps  # noqa: E402
 
 DEFAULT_CONFIG = "configs/synthetic/spml_R18_scribbles.yaml"
 
@@ -61,36 +59,6 @@ class SupervisedStep(nn.Module):
         return {"loss_ce": F.cross_entropy(logits, labels, ignore_index=255)}
 
 
-def peak_memory_mib(device):
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def time_steps(model, batches, warmup, device):
-    """Mean seconds of forward + backward + SGD step over `batches[warmup:]`, and the peak memory."""
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    model.train()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    before = peak_memory_mib(device)
-    times = []
-    for i, batch in enumerate(batches):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        losses = model(batch)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    peak = peak_memory_mib(device)
-    return sum(times) / len(times), peak if device.startswith("cuda") else peak - before
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=DEFAULT_CONFIG)
@@ -106,10 +74,14 @@ def main():
     loader = iter(Trainer.build_train_loader(cfg))
     batches = [next(loader) for _ in range(args.warmup + args.iters)]
 
+    def timed(model):
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+        return time_training_steps(model, optimizer, batches, args.warmup, device)
+
     torch.manual_seed(0)
-    supervised_s, supervised_mib = time_steps(SupervisedStep(cfg).to(device), batches, args.warmup, device)
+    supervised_s, supervised_mib = timed(SupervisedStep(cfg).to(device))
     torch.manual_seed(0)
-    spml_s, spml_mib = time_steps(build_model(cfg), batches, args.warmup, device)
+    spml_s, spml_mib = timed(build_model(cfg))
     figures = {
         "config": args.config_file,
         "overrides": args.opts,
@@ -127,10 +99,7 @@ def main():
         "memory_note": "GPU: torch peak allocation per phase" if device.startswith("cuda")
         else "CPU: growth of the peak RSS over each phase (the supervised phase runs first)",
     }
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    emit_figures(figures, args.json)
 
 
 if __name__ == "__main__":
