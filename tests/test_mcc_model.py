@@ -483,3 +483,22 @@ def test_visible_token_views_equal_the_full_masked_forward():
     with torch.no_grad():
         expected = full.backbone(local.repeat(3, 1, 1, 1), policy=key_policy(masks))["cls"]
         torch.testing.assert_close(short.masked_view_cls(local, masks), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_training_of_a_variant_with_unused_parameters(tmp_path):
+    """ToCo-style (no contrast: the projector is outside the loss) on 2 GLOO processes: DDP is told to
+    look for unused parameters, as the model declares."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    assert _model("MODEL.MCC.MCC_LOSS_WEIGHT", "0.0").find_unused_parameters and not _model().find_unused_parameters
+    command = [sys.executable, "train_net.py", "--config-file", os.path.join(CONFIGS, "synthetic", "mcc_vit_toco.yaml"),
+               "--num-gpus", "2", "MODEL.WEIGHTS", "", "MODEL.VIT.DEPTH", "3", "MODEL.VIT.EMBED_DIM", "48",
+               "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
+               "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "toco")]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.exists(tmp_path / "toco" / "model_final.pth")

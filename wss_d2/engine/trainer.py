@@ -68,6 +68,10 @@ class Trainer(DefaultTrainer):
         if isinstance(data_loader, ResumableTrainLoader):
             data_loader.seed = self.seed
         ddp_kwargs = {} if torch.cuda.is_available() else {"device_ids": None}
+        # a model whose configuration leaves some parameters out of the loss (MCC without its contrast,
+        # a classification-only stand-in) says so; DDP then looks for them every step
+        if getattr(model, "find_unused_parameters", False):
+            ddp_kwargs["find_unused_parameters"] = True
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
         trainer_class = WSSAMPTrainer if cfg.SOLVER.AMP.ENABLED else WSSSimpleTrainer
         self._trainer = trainer_class(model, data_loader, optimizer, accumulate_steps=self.accumulate_steps)

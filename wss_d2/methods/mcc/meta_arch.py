@@ -142,6 +142,13 @@ class MCC(nn.Module):
         self.test_output = test_output
         self.par_downscale = par_downscale
         self._ema_iter = None  # the step whose EMA update is done (once per optimizer step)
+        # parameters outside the loss for this configuration (the projector without the contrast, the
+        # decoder without the segmentation terms or before their start): DDP must look for them
+        self.find_unused_parameters = (
+            self.loss_weights["mcc"] == 0
+            or (self.loss_weights["seg"] == 0 and self.loss_weights["reg"] == 0)
+            or not keep_zero_weighted_losses
+        )
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
