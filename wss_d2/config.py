@@ -167,6 +167,9 @@ def add_wss_config(cfg):
     # evaluators of the test sets: [] = by the dataset's evaluator_type; else any of "sem_seg"
     # (mIoU) and "cam" (localisation maps, CAMEvaluator)
     cfg.TEST.EVALUATORS = []
+    # the sem_seg evaluator also writes each prediction to <OUTPUT_DIR>/inference/<dataset>/predictions/
+    # <image_id>.png (raw class ids, an indexed PNG in the dataset's colours)
+    cfg.TEST.SAVE_PREDICTIONS = False
     # before training, check the label maps of every DATASETS.TEST set (values: class ids or
     # ignore; size: the image's): all of them up to this many, an evenly spaced sample of this
     # many beyond; 0 = no check

@@ -28,7 +28,8 @@ EVALUATOR_BY_DATASET_TYPE = {"sem_seg": "sem_seg", "cityscapes_sem_seg": "sem_se
 def sem_seg(cfg, dataset_name, output_dir):
     """mIoU of the predictions; TEST.CRF.ENABLED runs dense CRF on a worker pool alongside the model."""
     crf = (lambda: DenseCRFPool(cfg)) if cfg.TEST.CRF.ENABLED else None
-    return WSSSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, crf=crf)
+    return WSSSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, crf=crf,
+                              save_predictions=cfg.TEST.SAVE_PREDICTIONS)
 
 
 @EVALUATOR_REGISTRY.register()

@@ -27,6 +27,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.readers import read_image, read_label_map
+from ..data.writers import label_palette, write_label_png
 from ..inference.scores import output_sem_seg_kind, to_probabilities
 from ..utils import write_json
 
@@ -101,7 +102,7 @@ class WSSSemSegEvaluator(DatasetEvaluator):
     """
 
     def __init__(self, dataset_name, distributed=True, output_dir=None, *, num_classes=None, ignore_label=None,
-                 crf=None):
+                 crf=None, save_predictions=False):
         meta = MetadataCatalog.get(dataset_name)
         self.dataset_name = dataset_name
         self.class_names = list(meta.stuff_classes)
@@ -118,6 +119,11 @@ class WSSSemSegEvaluator(DatasetEvaluator):
         self.output_dir = output_dir
         self._make_crf_pool = crf
         self.crf = None
+        # TEST.SAVE_PREDICTIONS: <output_dir>/predictions/<image_id>.png, raw class ids in the dataset's colours
+        self.save_predictions = bool(save_predictions) and output_dir is not None
+        self._palette = label_palette(meta.get("stuff_colors", None), self.ignore_label) if self.save_predictions else None
+        if self.save_predictions:
+            os.makedirs(os.path.join(output_dir, "predictions"), exist_ok=True)
         unlabelled = [d["file_name"] for d in DatasetCatalog.get(dataset_name) if not d.get("sem_seg_file_name")]
         if unlabelled:
             raise ValueError(
@@ -160,6 +166,10 @@ class WSSSemSegEvaluator(DatasetEvaluator):
 
     def _score(self, input, pred):
         K = self.num_classes
+        if self.save_predictions:
+            name = str(input.get("image_id", os.path.splitext(os.path.basename(input["file_name"]))[0]))
+            write_label_png(np.asarray(pred, dtype=np.uint8), os.path.join(self.output_dir, "predictions", name + ".png"),
+                            palette=self._palette)
         label_file = input["sem_seg_file_name"]
         gt = read_label_map(label_file)
         if gt.shape != pred.shape:
