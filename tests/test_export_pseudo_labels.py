@@ -217,3 +217,21 @@ def test_spml_sources_are_documented_and_refuse_the_generic_flags(capsys):
         with pytest.raises(SystemExit):
             tool.parse_args(base + bad)
     assert "--memory-dataset" in capsys.readouterr().err
+
+
+def test_max_images_labels_the_first_images_with_progress_and_no_second_stage(confident_agmm, synthetic_dir, tmp_path,
+                                                                              restore_loggers, capsys):
+    _, _, weights = confident_agmm
+    dataset = _tiny_val(synthetic_dir)
+    out = tmp_path / "quick"
+    report = _tool().main(["--config-file", AGMM_CONFIG, "--weights", weights, "--dataset", dataset, "--output",
+                           str(out), "--max-images", "2", *FAST])
+    first = [r["image_id"] for r in DatasetCatalog.get(dataset)]
+    assert sorted(f for f in os.listdir(out) if f.endswith(".png")) == sorted(f"{i}.png" for i in first[:2])
+    assert report["images"] == 2 and report["max_images"] == 2 and report["second_stage_command"] is None
+    assert not (out / "second_stage.yaml").exists()
+    progress = capsys.readouterr().err
+    assert "export: 100%" in progress and "2/2" in progress  # images done, of how many
+    with pytest.raises(SystemExit, match="--max-images must be >= 0"):
+        _tool().main(["--config-file", AGMM_CONFIG, "--weights", weights, "--dataset", dataset, "--output",
+                      str(tmp_path / "bad"), "--max-images", "-1", *FAST])

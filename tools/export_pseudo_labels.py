@@ -100,6 +100,9 @@ def parse_args(argv=None):
     parser.add_argument("--second-stage-output", default="",
                         help="OUTPUT_DIR of second_stage.yaml (default: <output>_second_stage)")
     parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="label only the first N images of --dataset, for a quick look (no second_stage.yaml: "
+                             "a second stage needs every image); 0 = all")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     args = parser.parse_args(argv)
     if args.source in spml:
@@ -234,7 +237,8 @@ def main(argv=None):
     logger.info(
         f"Wrote {report['images']} pseudo labels to {output}"
         + (f" (mIoU against the GT {report['mIoU']:.2f})" if "mIoU" in report else "")
-        + f"; second stage (OUTPUT_DIR {second_stage_dir}): {report['second_stage_command']}"
+        + (f"; second stage (OUTPUT_DIR {second_stage_dir}): {report['second_stage_command']}"
+           if report["second_stage_command"] else f" (the first {args.max_images} images: no second stage)")
     )
     return report
 
@@ -256,6 +260,10 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     )
 
     records = DatasetCatalog.get(args.dataset)
+    if args.max_images < 0:
+        raise SystemExit(f"--max-images must be >= 0, got {args.max_images}")
+    if args.max_images:
+        records = records[: args.max_images]
     gt_files = {r.get("image_id"): r["sem_seg_file_name"] for r in records if r.get("sem_seg_file_name")}
     if args.gt_dataset:
         gt_files = {r["image_id"]: r["sem_seg_file_name"] for r in DatasetCatalog.get(args.gt_dataset)}
@@ -357,7 +365,10 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     palette = label_palette(meta.get("stuff_colors", None), ignore)
     quality = PseudoLabelQuality(num_classes, ignore, background)
     written = 0
-    for image_id, label in labels():
+    from tqdm import tqdm
+
+    # progress: images done, rate and time left (the labels come out as the CRF pool finishes them)
+    for image_id, label in tqdm(labels(), total=len(records), desc="export", unit="image", mininterval=2.0):
         write_label_png(label, os.path.join(folder, f"{image_id}.png"), palette=palette)
         written += 1
         if image_id in gt_files:
@@ -368,6 +379,13 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
               "ir_labels": args.ir_labels, "threshold": args.threshold}
     # mIoU / pACC of the labelled pixels, coverage, and ignored as background (docs/sipe.md §7.1)
     report.update(quality.metrics(meta.stuff_classes))
+    if args.max_images:
+        report["max_images"] = args.max_images
+        report["second_stage_command"] = None
+        from wss_d2.utils import write_json
+
+        write_json(os.path.join(folder, QUALITY_FILE), report)
+        return report
     name = args.name or f"{args.dataset}_pseudo_export"
     # the second stage runs in a fresh process: name the built-in split, not a CAM or
     # pseudo-label registration of this run's command line (it would not exist there)
