@@ -19,7 +19,7 @@ from detectron2.utils.logger import setup_logger
 
 from wss_d2 import get_wss_cfg
 from wss_d2.checkpoint import WSSCheckpointer, load_weights_strict
-from wss_d2.data.datasets import register_pseudo_labels_from_config
+from wss_d2.data.datasets import register_datasets_from_config
 from wss_d2.engine import Trainer
 from wss_d2.utils import write_json
 
@@ -28,7 +28,7 @@ RESULTS_FILE = "results.json"
 
 def setup(args):
     cfg = get_wss_cfg(args.config_file, args.opts)
-    register_pseudo_labels_from_config(cfg)  # DATASETS.PSEUDO_LABELS, in every process
+    register_datasets_from_config(cfg)  # DATASETS.FOLDER, PSEUDO_LABELS, CAMS: in every process
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="wss_d2")

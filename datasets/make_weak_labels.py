@@ -22,6 +22,8 @@ Usage:
     python datasets/make_weak_labels.py --dataset voc_2012_train_aug_sem_seg \\
         --output datasets/VOC2012 --kinds scribbles --scribble-fraction 0.3
     python datasets/make_weak_labels.py --dataset my_train_set --output datasets/mine --kinds overseg
+    python datasets/make_weak_labels.py --config-file my_config.yaml --dataset custom_train_sem_seg \
+        --output /data/mine --kinds tags scribbles points    # your own dataset (docs/custom_dataset.md)
 """
 import argparse
 import json
@@ -40,6 +42,9 @@ def parse_args(argv=None):
         "--kinds", nargs="+", default=list(SIMULATED_KINDS), choices=SIMULATED_KINDS + (OVERSEG_KIND,),
         help=f"default: the simulated kinds {list(SIMULATED_KINDS)}; '{OVERSEG_KIND}' writes over-segmentations",
     )
+    parser.add_argument("--config-file", default="",
+                        help="a config whose DATASETS.FOLDER (your own dataset, docs/custom_dataset.md) or "
+                             "DATASETS.PSEUDO_LABELS registers --dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--points-per-object", type=int, default=1)
     parser.add_argument("--background-points", type=int, default=None, help="default: --points-per-object")
@@ -66,8 +71,14 @@ def main(argv=None):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from wss_d2.data.weak_labels.simulate import write_weak_labels
 
+    if args.config_file:
+        from wss_d2 import get_wss_cfg
+        from wss_d2.data.datasets import register_datasets_from_config
+
+        register_datasets_from_config(get_wss_cfg(args.config_file))
     if args.dataset not in DatasetCatalog.list():
-        raise SystemExit(f"Unknown dataset {args.dataset!r}; registered wss_d2 datasets: see datasets/README.md")
+        raise SystemExit(f"Unknown dataset {args.dataset!r}; registered wss_d2 datasets: see datasets/README.md "
+                         "(your own: DATASETS.FOLDER in a config given by --config-file)")
     records = DatasetCatalog.get(args.dataset)
     for record in records:
         record.setdefault("image_id", record["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0])

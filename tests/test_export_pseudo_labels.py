@@ -160,6 +160,11 @@ def test_agmm_probabilities_are_exported_as_they_are(confident_agmm, synthetic_d
     assert tuple(palette[3 * 255:3 * 256]) == (224, 224, 192)
     for value in np.unique(label):
         assert (shown[label == value] == (colours[value] if value < len(colours) else (224, 224, 192))).all()
+    if not crf:  # the exported set, as its second_stage.yaml registers it, drawn by the visualiser
+        drawn = load_script("tools/visualize_data.py").main([
+            "--config-file", str(out / "second_stage.yaml"), "--dataset", f"{dataset}_pseudo_export",
+            "--output", str(tmp_path / "vis"), "--num", "2"])
+        assert len(drawn) == 2 and np.asarray(Image.open(drawn[0])).ndim == 3
 
 
 def test_declared_kind_picks_the_conversion():

@@ -172,7 +172,7 @@ def main(argv=None):
 
     from wss_d2 import get_wss_cfg
     from wss_d2.checkpoint import load_weights_strict
-    from wss_d2.data.datasets import register_pseudo_labels_from_config
+    from wss_d2.data.datasets import register_datasets_from_config
     from wss_d2.engine import Trainer
     from wss_d2.inference import maybe_wrap_with_tta, model_sem_seg_kind
     from wss_d2.utils import check_replaceable, move_into_place, staging_folder
@@ -182,7 +182,7 @@ def main(argv=None):
 
     setup_logger(name="wss_d2")
     cfg = get_wss_cfg(args.config_file, args.opts)
-    register_pseudo_labels_from_config(cfg)
+    register_datasets_from_config(cfg)
     if args.source in spml_sources() and "SPML" in cfg.TEST and cfg.TEST.SPML.IMAGE_SIZE:
         # the generators run their own scales on the image as it is (docs/spml.md §9.4): no pre-resize
         logger.info(f"--source {args.source}: TEST.SPML.IMAGE_SIZE {cfg.TEST.SPML.IMAGE_SIZE} -> 0 (no pre-resize)")

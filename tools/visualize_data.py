@@ -23,7 +23,8 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="folder for the PNGs")
     parser.add_argument("--num", type=int, default=8, help="number of images")
     parser.add_argument("--source", choices=["annotation", "dataloader"], default="annotation")
-    parser.add_argument("--config-file", default="", help="config for --source dataloader (augmentations)")
+    parser.add_argument("--config-file", default="", help="config for --source dataloader (augmentations), and "
+                        "whose DATASETS.FOLDER / PSEUDO_LABELS / CAMS register --dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser.parse_args(argv)
@@ -67,8 +68,18 @@ def main(argv=None):
     from wss_d2 import get_wss_cfg
     from wss_d2.data import WeakLabelDatasetMapper
 
-    metadata = MetadataCatalog.get(args.dataset)
+    from wss_d2.data.datasets import register_datasets_from_config
+
     cfg = get_wss_cfg(args.config_file or None, args.opts)
+    # the sets a config defines: your own (DATASETS.FOLDER), exported pseudo labels and CAMs
+    # (DATASETS.PSEUDO_LABELS / CAMS, e.g. an export's second_stage.yaml)
+    register_datasets_from_config(cfg)
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(
+            f"Unknown dataset {args.dataset!r}: a registered name, or one that --config-file defines "
+            "(DATASETS.FOLDER, DATASETS.PSEUDO_LABELS, DATASETS.CAMS)"
+        )
+    metadata = MetadataCatalog.get(args.dataset)
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = len(metadata.stuff_classes)
     cfg.INPUT.FORMAT = "RGB"
     if args.source == "annotation":

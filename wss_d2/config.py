@@ -87,6 +87,20 @@ def add_wss_config(cfg):
     # splits whose images come with CAM files (IRN's random walk): [[name, source dataset,
     # folder of <image_id>.npy], ...]
     cfg.DATASETS.CAMS = []
+    # a dataset of your own in the VOC layout (wss_d2/data/datasets/folder.py, docs/custom_dataset.md)
+    cfg.DATASETS.FOLDER = CN()
+    # its root folder; "" = none
+    cfg.DATASETS.FOLDER.ROOT = ""
+    # prefix of the registered names: <PREFIX>_<split>_sem_seg, <PREFIX>_<WEAK_SPLIT>_<kind>
+    cfg.DATASETS.FOLDER.PREFIX = "custom"
+    # class names, background first (MODEL.SEM_SEG_HEAD.NUM_CLASSES must match)
+    cfg.DATASETS.FOLDER.CLASSES = []
+    # one [R, G, B] per class for pictures and palette PNGs; [] = VOC's palette
+    cfg.DATASETS.FOLDER.COLORS = []
+    # splits with full masks (ImageSets/Segmentation/<split>.txt, SegmentationClass/<id>.png)
+    cfg.DATASETS.FOLDER.SPLITS = ["train", "val"]
+    # split whose weak labels are registered (tags, boxes, scribbles, points, points_json, clicks, pseudo)
+    cfg.DATASETS.FOLDER.WEAK_SPLIT = "train"
 
     # --- model ---
     # res5 stride: 2, or 1 to keep res4's resolution without dilation (SIPE, IRN: output stride 16)

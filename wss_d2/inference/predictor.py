@@ -14,6 +14,7 @@ from detectron2.modeling import build_model
 
 from ..checkpoint import load_weights_strict
 from ..data import build_dataset_mapper
+from ..data.datasets import register_datasets_from_config
 from ..data.readers import read_image
 from .crf import DenseCRF
 from .scores import output_sem_seg_kind, to_probabilities
@@ -42,6 +43,7 @@ class SemanticPredictor:
 
     def __init__(self, cfg, weights=None):
         self.cfg = cfg.clone()
+        register_datasets_from_config(self.cfg)  # DATASETS.FOLDER / PSEUDO_LABELS, as train_net.py
         self.dataset_name, self.metadata = metadata_of(cfg)
         self.num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
         model = build_model(self.cfg)

@@ -8,6 +8,14 @@ from . import cityscapes  # noqa: F401  (registers cityscapes_wss_sem_seg_*, cit
 from . import densepose  # noqa: F401  (registers densepose_coco_2014_*_parts_*)
 from .paths import get_datasets_root
 from .pseudo_labels import register_pseudo_label_dataset, register_pseudo_labels_from_config
+from .folder import register_folder_dataset, register_folder_dataset_from_config
 from .loading import read_split_ids
 from .pascal_voc import VOC_CLASSES, find_voc_root, load_voc_sem_seg, voc_colors, voc_palette
 from .synthetic import SYNTHETIC_CLASSES, ensure_synthetic_dataset, generate_synthetic_dataset
+
+
+def register_datasets_from_config(cfg):
+    """The datasets a config defines, in every process: DATASETS.FOLDER (your own), then
+    DATASETS.PSEUDO_LABELS / CAMS (which may name it as their source)."""
+    register_folder_dataset_from_config(cfg)
+    register_pseudo_labels_from_config(cfg)
