@@ -43,18 +43,21 @@ def legend_strip(class_ids, metadata, width):
     return np.asarray(strip)
 
 
-def overlay_with_legend(image, labels, metadata, alpha=0.5, ignore_label=255):
+def overlay_with_legend(image, labels, metadata, alpha=0.5, ignore_label=255, min_side=320):
     """
     image (H, W, 3) uint8 RGB, labels (H, W) class ids: the labels drawn over the image by detectron2's
     Visualizer in the dataset's colours (class names on the regions), with a legend of the classes
-    present below it. Returns an RGB uint8 array of width W.
+    present below it. A picture whose shorter side is under `min_side` is drawn enlarged to it, so
+    that the class names fit. Returns an RGB uint8 array (width W times that scale).
     """
     from detectron2.utils.visualizer import ColorMode, Visualizer
 
     num_classes = len(metadata.stuff_classes)
     shown = labels.copy()
     shown[(shown < 0) | (shown >= num_classes)] = ignore_label
-    drawn = Visualizer(image, metadata, instance_mode=ColorMode.SEGMENTATION).draw_sem_seg(shown, alpha=alpha)
+    scale = max(1.0, min_side / max(1, min(image.shape[:2])))
+    drawn = Visualizer(image, metadata, scale=scale, instance_mode=ColorMode.SEGMENTATION).draw_sem_seg(
+        shown, alpha=alpha)
     picture = drawn.get_image()
     present = [int(c) for c in np.unique(shown) if c != ignore_label]
     return np.concatenate([picture, legend_strip(present, metadata, picture.shape[1])], axis=0)
