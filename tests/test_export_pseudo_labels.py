@@ -240,3 +240,33 @@ def test_max_images_labels_the_first_images_with_progress_and_no_second_stage(co
     with pytest.raises(SystemExit, match="--max-images must be >= 0"):
         _tool().main(["--config-file", AGMM_CONFIG, "--weights", weights, "--dataset", dataset, "--output",
                       str(tmp_path / "bad"), "--max-images", "-1", *FAST])
+
+
+@pytest.mark.slow
+def test_two_process_export_equals_one_process(confident_agmm, synthetic_dir, tmp_path):
+    """--num-gpus 2 (GLOO processes on CPU, each with its CRF pool on every other image) writes the same
+    labels and the same quality report as one process."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    _, _, weights = confident_agmm
+    reports = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}"
+        command = [sys.executable, "tools/export_pseudo_labels.py", "--config-file", AGMM_CONFIG, "--weights", weights,
+                   "--dataset", "wss_synthetic_val", "--max-images", "5", "--crf", "--threshold", "0.5",
+                   "--output", str(out), "--num-gpus", str(n), *FAST]
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "WSS_DATASETS": os.path.dirname(synthetic_dir)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reports[n] = json.load(open(out / "pseudo_label_quality.json"))
+        assert not [f for f in os.listdir(tmp_path) if f.startswith(f".n{n}")]  # no staging folder left
+    pngs = sorted(f for f in os.listdir(tmp_path / "n1") if f.endswith(".png"))
+    assert len(pngs) == 5 and pngs == sorted(f for f in os.listdir(tmp_path / "n2") if f.endswith(".png"))
+    for name in pngs:
+        assert np.array_equal(read_label_map(str(tmp_path / "n1" / name)), read_label_map(str(tmp_path / "n2" / name)))
+    for key in ("images", "mIoU", "coverage", "pACC"):
+        assert reports[1][key] == reports[2][key], key

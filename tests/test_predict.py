@@ -31,8 +31,23 @@ def _val_images(synthetic_dir, n):
     return DatasetCatalog.get("wss_synthetic_val")[:n]
 
 
+def _freshly_trained(tmp_path, iterations=5):
+    """train_net.py on the synthetic data for a few iterations (no evaluation); its model_final.pth."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    out = str(tmp_path / "trained")
+    command = [sys.executable, "train_net.py", "--config-file", MAIN_CONFIG, "SOLVER.MAX_ITER", str(iterations),
+               "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "OUTPUT_DIR", out]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return os.path.join(out, "model_final.pth")
+
+
 def test_predictions_equal_the_evaluation_and_come_with_an_overlay(synthetic_dir, tmp_path, restore_loggers):
-    weights = _checkpoint(MAIN_CONFIG, tmp_path / "model.pth")
+    weights = _freshly_trained(tmp_path)
     # --eval-only's predictions of the val set (the evaluator writes them with TEST.SAVE_PREDICTIONS)
     cfg = get_wss_cfg(MAIN_CONFIG, ["MODEL.WEIGHTS", weights, "TEST.SAVE_PREDICTIONS", "True",
                                     "OUTPUT_DIR", str(tmp_path / "eval")])
@@ -98,3 +113,26 @@ def test_cam_heat_maps_of_sipe_and_clear_errors(synthetic_dir, tmp_path, restore
     with pytest.raises(Exception, match="does not fit"):  # the strict check names the mismatch
         predict.main(["--config-file", MAIN_CONFIG, "--input", record["file_name"], "--output", str(out),
                       "MODEL.WEIGHTS", weights])
+
+
+def test_validation_predictions_reach_tensorboard(synthetic_dir, tmp_path):
+    """TEST.VIS_PREDICTIONS 2: at the evaluation two overlays of val images go to TensorBoard."""
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from .conftest import REPO
+
+    out = str(tmp_path / "vis")
+    command = [sys.executable, "train_net.py", "--config-file", MAIN_CONFIG, "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD",
+               "2", "TEST.VIS_PREDICTIONS", "2", "DATALOADER.NUM_WORKERS", "0", "DATASETS.TEST", "('wss_synthetic_val',)",
+               "OUTPUT_DIR", out]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = EventAccumulator(out, size_guidance={"images": 0})
+    events.Reload()
+    tags = sorted(events.Tags()["images"])
+    assert tags == ["predictions/syn_001000", "predictions/syn_001001"]
+    image = events.Images("predictions/syn_001000")
+    assert len(image) == 1 and image[0].width > 100  # the one evaluation, an overlay with its legend

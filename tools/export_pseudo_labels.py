@@ -44,6 +44,10 @@ CRF (TEST.CRF.*, whose defaults are SPML's) replace --restrict-to-tags and --crf
         --dataset voc_2012_train_aug_scribbles --weights output/spml/stage_a/model_final.pth \\
         --source spml_softmax_rw --output pseudo/spml_scribbles
 
+--num-gpus N runs the export on N processes (the training launcher: one GPU each, or GLOO processes on
+CPU), each on every N-th image with its own CRF pool; the labels, CAMs and the quality report equal a
+one-process export's.
+
 --output and --save-cams are written to temporary sibling folders that replace the targets only
 when the export has finished, so a failed export leaves no partial folder and an earlier
 complete one intact (wss_d2.utils.atomic_folder). An existing target is replaced only if it
@@ -100,6 +104,7 @@ def parse_args(argv=None):
     parser.add_argument("--second-stage-output", default="",
                         help="OUTPUT_DIR of second_stage.yaml (default: <output>_second_stage)")
     parser.add_argument("--gt-dataset", default="", help="split with the GT of the same images, for the quality report")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs, or CPU processes over GLOO)")
     parser.add_argument("--max-images", type=int, default=0,
                         help="label only the first N images of --dataset, for a quick look (no second_stage.yaml: "
                              "a second stage needs every image); 0 = all")
@@ -167,7 +172,23 @@ def root_dataset(name):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.num_gpus < 1:
+        raise SystemExit(f"--num-gpus must be >= 1, got {args.num_gpus}")
+    if args.num_gpus == 1:
+        return export(args)
+    from detectron2.engine import launch
+
+    import json
+
+    launch(export, args.num_gpus, dist_url="auto", args=(args,))
+    with open(os.path.join(os.path.abspath(os.path.expanduser(args.output)), QUALITY_FILE)) as f:
+        return json.load(f)
+
+
+def export(args):
+    """The export in this process (rank r of N writes every N-th image; rank 0 the folders and reports)."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.utils import comm
     from detectron2.utils.logger import setup_logger
 
     from wss_d2 import get_wss_cfg
@@ -180,7 +201,8 @@ def main(argv=None):
     if args.ir_labels and (args.source != "cams" or args.crf):
         raise SystemExit("--ir-labels works on --source cams and runs its own CRF (no --crf)")
 
-    setup_logger(name="wss_d2")
+    main_process = comm.is_main_process()
+    setup_logger(name="wss_d2", distributed_rank=comm.get_rank())
     cfg = get_wss_cfg(args.config_file, args.opts)
     register_datasets_from_config(cfg)
     if args.source in spml_sources() and "SPML" in cfg.TEST and cfg.TEST.SPML.IMAGE_SIZE:
@@ -205,9 +227,10 @@ def main(argv=None):
             f"--save-cams {cams_output} and --output {output} are nested; each is replaced as a whole when "
             "the export finishes, so give two separate folders (or the same one)"
         )
-    check_replaceable(output, LABEL_FOLDER_FILES + (CAM_FOLDER_FILES if shared else ()), "--output")
-    if cams_output and not shared:
-        check_replaceable(cams_output, CAM_FOLDER_FILES, "--save-cams")
+    if main_process:
+        check_replaceable(output, LABEL_FOLDER_FILES + (CAM_FOLDER_FILES if shared else ()), "--output")
+        if cams_output and not shared:
+            check_replaceable(cams_output, CAM_FOLDER_FILES, "--save-cams")
     exported = {output: "--output"}
     if cams_output and not shared:
         exported[cams_output] = "--save-cams"
@@ -221,19 +244,28 @@ def main(argv=None):
     # what the model's (or TTA's) sem_seg holds: logits, probabilities or scores
     model_kind = model_sem_seg_kind(model)
 
-    # everything goes to temporary folders, moved into place once complete (see the docstring)
-    staged = staging_folder(output)
-    staged_cams = staged if shared else (staging_folder(cams_output) if cams_output else None)
+    # everything goes to temporary folders, moved into place once complete (see the docstring); the main
+    # process makes them and tells the others
+    staged = staged_cams = None
+    if main_process:
+        staged = staging_folder(output)
+        staged_cams = staged if shared else (staging_folder(cams_output) if cams_output else None)
+    staged, staged_cams = comm.all_gather((staged, staged_cams))[0]
     try:
         report = _export(args, cfg, model, model_kind, meta, num_classes, ignore, staged, staged_cams, output,
                          second_stage_dir)
-        if staged_cams is not None and not shared:
-            move_into_place(staged_cams, cams_output)
-        move_into_place(staged, output)
+        comm.synchronize()  # every process's files are written
+        if main_process:
+            if staged_cams is not None and not shared:
+                move_into_place(staged_cams, cams_output)
+            move_into_place(staged, output)
     finally:
-        for folder in (staged, staged_cams):
-            if folder is not None and os.path.isdir(folder):
-                shutil.rmtree(folder, ignore_errors=True)
+        if main_process:
+            for folder in (staged, staged_cams):
+                if folder is not None and os.path.isdir(folder):
+                    shutil.rmtree(folder, ignore_errors=True)
+    if not main_process:
+        return report
     logger.info(
         f"Wrote {report['images']} pseudo labels to {output}"
         + (f" (mIoU against the GT {report['mIoU']:.2f})" if "mIoU" in report else "")
@@ -248,6 +280,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     import numpy as np
     import torch
     from detectron2.data import DatasetCatalog, build_detection_test_loader
+    from detectron2.utils import comm
     from PIL import Image
 
     from wss_d2.data import WeakLabelDatasetMapper, read_image, read_label_map
@@ -264,6 +297,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         raise SystemExit(f"--max-images must be >= 0, got {args.max_images}")
     if args.max_images:
         records = records[: args.max_images]
+    total = len(records)  # detectron2's test loader gives each process its share (InferenceSampler)
     gt_files = {r.get("image_id"): r["sem_seg_file_name"] for r in records if r.get("sem_seg_file_name")}
     if args.gt_dataset:
         gt_files = {r["image_id"]: r["sem_seg_file_name"] for r in DatasetCatalog.get(args.gt_dataset)}
@@ -313,7 +347,9 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         if args.source == "spml_knn":
             memory_mapper = WeakLabelDatasetMapper(cfg, is_train=False, dataset_names=[args.memory_dataset])
             memory_records = DatasetCatalog.get(args.memory_dataset)
+            # every process needs the whole memory: no sharding here
             memory_loader = build_detection_test_loader(memory_records, mapper=memory_mapper,
+                                                        sampler=torch.utils.data.SequentialSampler(memory_records),
                                                         num_workers=cfg.DATALOADER.NUM_WORKERS)
             memory = build_knn_memory(model, (d for batch in memory_loader for d in batch), grid=grid)
             logger.info(f"k-NN memory: {memory[0].shape[0]} segments of {len(memory_records)} images "
@@ -368,12 +404,25 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     from tqdm import tqdm
 
     # progress: images done, rate and time left (the labels come out as the CRF pool finishes them)
-    for image_id, label in tqdm(labels(), total=len(records), desc="export", unit="image", mininterval=2.0):
+    from detectron2.data.samplers import InferenceSampler
+
+    share = len(InferenceSampler._get_local_indices(len(records), comm.get_world_size(), comm.get_rank()))
+    for image_id, label in tqdm(labels(), total=share, desc=f"export {comm.get_rank()}" if comm.get_world_size() > 1
+                                else "export", unit="image", mininterval=2.0, disable=not comm.is_main_process()):
         write_label_png(label, os.path.join(folder, f"{image_id}.png"), palette=palette)
         written += 1
         if image_id in gt_files:
             quality.update(label, read_label_map(gt_files[image_id]))
 
+    # the other processes' counts (one process: the same numbers)
+    shares = comm.all_gather((written, quality))
+    written = sum(count for count, _ in shares)
+    for _, other in shares[1:] if comm.is_main_process() else ():
+        quality.merge(other)
+    if not comm.is_main_process():
+        return {"images": written}
+    if written != total:
+        raise RuntimeError(f"{written} pseudo labels were written for {total} images of {args.dataset}")
     report = {"images": written, "output": output, "source": args.source,
               "crf": args.crf or (args.source in spml_sources() and _spml_uses_crf(args.source)),
               "ir_labels": args.ir_labels, "threshold": args.threshold}

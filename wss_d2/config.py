@@ -184,6 +184,9 @@ def add_wss_config(cfg):
     # the sem_seg evaluator also writes each prediction to <OUTPUT_DIR>/inference/<dataset>/predictions/
     # <image_id>.png (raw class ids, an indexed PNG in the dataset's colours)
     cfg.TEST.SAVE_PREDICTIONS = False
+    # at each evaluation, the predictions of this many images of DATASETS.TEST[0] as overlays in TensorBoard
+    # ("predictions/<image_id>"); 0 = off
+    cfg.TEST.VIS_PREDICTIONS = 0
     # before training, check the label maps of every DATASETS.TEST set (values: class ids or
     # ignore; size: the image's): all of them up to this many, an evenly spaced sample of this
     # many beyond; 0 = no check

@@ -1,4 +1,4 @@
-"""Training hooks of wss_d2: the interrupted-run checkpoint and the best-on-val checkpoint."""
+"""Training hooks of wss_d2: the interrupted-run checkpoint, the best-on-val checkpoint, prediction images."""
 import logging
 import os
 
@@ -9,7 +9,7 @@ from ..checkpoint import non_finite_tensors
 from ..checkpoint.checkpointer import listed
 from .train_loop import LossDivergedError
 
-__all__ = ["BestValCheckpointer", "CheckpointOnInterrupt"]
+__all__ = ["BestValCheckpointer", "CheckpointOnInterrupt", "PredictionImages"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +101,60 @@ class CheckpointOnInterrupt(HookBase):
             else "there is no checkpoint to resume from: `--resume` would start from MODEL.WEIGHTS"
         )
         logger.error(f"Training stopped at iteration {trainer.iter}: {cause}; {what}. Fix the cause; {then}.")
+
+
+class PredictionImages(HookBase):
+    """
+    At each evaluation (every TEST.EVAL_PERIOD iterations and at the end), the model's predictions of
+    the first TEST.VIS_PREDICTIONS images of DATASETS.TEST[0] as overlays (class names, colours, legend)
+    in the event storage, which detectron2's TensorBoard writer puts under "predictions/<image_id>".
+    Main process only; through the same TTA / sliding-window path as the evaluation.
+    """
+
+    def __init__(self, cfg, eval_period, num_images):
+        self.cfg = cfg.clone()
+        self.eval_period = eval_period
+        self.num_images = num_images
+        self._inputs = None
+
+    def _load(self):
+        from detectron2.data import DatasetCatalog, MetadataCatalog
+
+        from ..data import build_dataset_mapper
+        from ..data.readers import read_image
+
+        name = self.cfg.DATASETS.TEST[0]
+        mapper = build_dataset_mapper(self.cfg, is_train=False, dataset_names=[name])
+        records = DatasetCatalog.get(name)[: self.num_images]
+        self.metadata = MetadataCatalog.get(name)
+        self._inputs = [(mapper(dict(r)), read_image(r["file_name"], "RGB")) for r in records]
+
+    def _draw(self):
+        import torch
+
+        from ..inference import maybe_wrap_with_tta
+        from ..utils.visualization import overlay_with_legend
+
+        if self._inputs is None:
+            self._load()
+        model = getattr(self.trainer.model, "module", self.trainer.model)
+        was_training = model.training
+        model.eval()
+        try:
+            wrapped = maybe_wrap_with_tta(self.cfg, model)
+            with torch.no_grad():
+                for inputs, image in self._inputs:
+                    labels = wrapped([inputs])[0]["sem_seg"].argmax(dim=0).cpu().numpy()
+                    picture = overlay_with_legend(image, labels, self.metadata, min_side=0)
+                    tensor = torch.as_tensor(picture).permute(2, 0, 1).float() / 255
+                    self.trainer.storage.put_image(f"predictions/{inputs.get('image_id', '?')}", tensor)
+        finally:
+            model.train(was_training)
+
+    def after_step(self):
+        if not comm.is_main_process():
+            return
+        next_iter = self.trainer.iter + 1
+        last = next_iter == self.trainer.max_iter
+        if (self.eval_period > 0 and next_iter % self.eval_period == 0) or last:
+            self._draw()

@@ -21,7 +21,7 @@ from ..data.train_loader import ResumableTrainLoader, build_resumable_train_load
 from ..evaluation import build_evaluator
 from ..inference import maybe_wrap_with_tta
 from ..solver import build_lr_scheduler, build_optimizer
-from .hooks import BestValCheckpointer, CheckpointOnInterrupt
+from .hooks import BestValCheckpointer, CheckpointOnInterrupt, PredictionImages
 from .train_loop import WSSAMPTrainer, WSSSimpleTrainer, check_gradient_accumulation
 
 __all__ = ["Trainer", "CheckpointOnInterrupt", "BestValCheckpointer"]
@@ -143,6 +143,9 @@ class Trainer(DefaultTrainer):
         # after EvalHook, whose results only the main process stores
         if best.METRIC and comm.is_main_process():
             hooks.append(BestValCheckpointer(self.cfg.TEST.EVAL_PERIOD, self.checkpointer, best.METRIC, best.MODE))
+        if self.cfg.TEST.VIS_PREDICTIONS > 0 and self.cfg.DATASETS.TEST and comm.is_main_process():
+            # the writers put the images to TensorBoard at their next write (at the latest after training)
+            hooks.append(PredictionImages(self.cfg, self.cfg.TEST.EVAL_PERIOD, self.cfg.TEST.VIS_PREDICTIONS))
         return hooks
 
     # --- checkpoint state and resume --------------------------------------------------------

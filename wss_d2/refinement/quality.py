@@ -39,6 +39,14 @@ class PseudoLabelQuality:
             filled = np.where(label == ignore, self.background_class, label)
             self.confusion_as_background += confusion_matrix(gt[gt != ignore], filled[gt != ignore], k)
 
+    def merge(self, other):
+        """Add the counts of another PseudoLabelQuality (e.g. another process's share of the images)."""
+        self.confusion += other.confusion
+        self.confusion_as_background += other.confusion_as_background
+        self.labelled += other.labelled
+        self.valid += other.valid
+        return self
+
     def metrics(self, class_names):
         """
         {"mIoU", "pACC", "coverage" (%, of the GT-valid pixels), "mIoU_ignore_as_background"}, in
