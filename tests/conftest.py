@@ -52,6 +52,18 @@ def sparse_label_batch(n=2, size=48, num_classes=6, seed=0, *, margin=4, class_s
     return out
 
 
+def tiny_subset(source, count, name):
+    """Register `name` (once): the first `count` dicts of the registered `source`, with its metadata."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get(source)[:count])
+        meta = MetadataCatalog.get(source).as_dict()
+        meta.pop("name")
+        MetadataCatalog.get(name).set(**meta)
+    return name
+
+
 def lr_factors(optimizer, scheduler, steps):
     """The first parameter group's lr / initial lr at each of `steps` optimizer + scheduler steps."""
     factors = []

@@ -17,7 +17,7 @@ from wss_d2.data.datasets import register_pseudo_label_dataset, register_pseudo_
 from wss_d2.inference import DenseCRF
 from wss_d2.refinement import argmax_with_threshold, restrict_to_tags, scores_to_probabilities
 
-from .conftest import CONFIGS, load_script
+from .conftest import CONFIGS, load_script, tiny_subset
 
 
 def _tool():
@@ -102,12 +102,7 @@ FAST = ["DATALOADER.NUM_WORKERS", "0", "TEST.CRF.NUM_WORKERS", "1"]
 
 
 def _tiny_val(synthetic_dir):
-    if TINY_VAL not in DatasetCatalog.list():
-        DatasetCatalog.register(TINY_VAL, lambda: DatasetCatalog.get("wss_synthetic_val")[:3])
-        meta = MetadataCatalog.get("wss_synthetic_val").as_dict()
-        meta.pop("name")
-        MetadataCatalog.get(TINY_VAL).set(**meta)
-    return TINY_VAL
+    return tiny_subset("wss_synthetic_val", 3, TINY_VAL)
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +177,7 @@ def test_declared_kind_picks_the_conversion():
 def test_cam_background_score_reaches_the_export(synthetic_dir, tmp_path, restore_loggers):
     """Foreground-only CAMs (the plain CAM, max-normalised) against TEST.EXPORT.CAM_BACKGROUND_SCORE."""
     config = os.path.join(CONFIGS, "synthetic", "cam_R18.yaml")
-    name = "wss_synthetic_train_tags_export_tiny"
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, lambda: DatasetCatalog.get("wss_synthetic_train_tags")[:2])
-        meta = MetadataCatalog.get("wss_synthetic_train_tags").as_dict()
-        meta.pop("name")
-        MetadataCatalog.get(name).set(**meta)
+    name = tiny_subset("wss_synthetic_train_tags", 2, "wss_synthetic_train_tags_export_tiny")
     torch.manual_seed(0)
     weights = str(tmp_path / "cam.pth")
     torch.save({"model": build_model(get_wss_cfg(config, ["MODEL.WEIGHTS", ""])).state_dict()}, weights)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import MAIN_CONFIG, load_script
+from .conftest import MAIN_CONFIG, load_script, tiny_subset
 
 
 def _tool():
@@ -40,17 +40,12 @@ def test_side_by_side_panels_with_pseudo_labels_and_a_prediction(tmp_path, synth
     import shutil
 
     import torch
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
     from wss_d2 import get_wss_cfg
 
-    source = "wss_synthetic_train_vis_tiny"
-    if source not in DatasetCatalog.list():
-        DatasetCatalog.register(source, lambda: DatasetCatalog.get("wss_synthetic_train")[:2])
-        meta = MetadataCatalog.get("wss_synthetic_train").as_dict()
-        meta.pop("name")
-        MetadataCatalog.get(source).set(**meta)
+    source = tiny_subset("wss_synthetic_train", 2, "wss_synthetic_train_vis_tiny")
     pseudo = tmp_path / "pseudo"
     pseudo.mkdir()
     for record in DatasetCatalog.get(source):  # stand-in pseudo labels: the masks themselves
