@@ -8,8 +8,10 @@ from .methods.agmm.config import add_agmm_config
 from .methods.irn.config import add_irn_config
 from .methods.mcc.config import add_mcc_config
 from .methods.sipe.config import add_sipe_config
+from .methods.simformer.config import add_simformer_config
 from .methods.spml.config import add_spml_config
 from .modeling.backbone import add_block_dilation_config, add_vit_config
+from .modeling.maskformer.config import add_maskformer_config
 
 
 def add_wss_config(cfg):
@@ -24,6 +26,9 @@ def add_wss_config(cfg):
     add_agmm_config(cfg)
     add_spml_config(cfg)
     add_mcc_config(cfg)
+    # MODEL.MASK_FORMER.* (wss_d2.modeling.maskformer, shared by SimFormer and the supervised MaskFormer)
+    add_maskformer_config(cfg)
+    add_simformer_config(cfg)
     # MODEL.RESNETS.{RES4,RES5}_BLOCK_DILATIONS, BN_MOMENTUM (build_resnet_block_dilated_backbone)
     add_block_dilation_config(cfg)
     # MODEL.VIT.* (build_vit_backbone: the MCC DeiT-B/16 ViT, docs/mcc.md §1.1)
@@ -37,6 +42,11 @@ def add_wss_config(cfg):
     # training: instead, resize the long side to an integer drawn from [min, max] with PIL
     # bicubic (SIPE/IRN recipe, docs/sipe.md §4.3); [] = off
     cfg.INPUT.RANDOM_LONG_SIDE = []
+    # training: instead, detectron2's ResizeShortestEdge on MIN_SIZE_TRAIN, MAX_SIZE_TRAIN and
+    # MIN_SIZE_TRAIN_SAMPLING (MaskFormer / SimFormer); RANDOM_SCALE is then not used
+    cfg.INPUT.RESIZE_SHORTEST_EDGE = False
+    # training: SSD's photometric distortion after the crop, before the flip (MaskFormer / SimFormer)
+    cfg.INPUT.COLOR_AUG_SSD = False
     # training: AGMM's strong colour augmentation after crop and flip (jitter, grayscale, blur, shift)
     cfg.INPUT.STRONG_PHOTOMETRIC = False
     # training, after crop and flip (SPML's stage C, docs/spml.md §4.2): with this probability the
@@ -63,6 +73,22 @@ def add_wss_config(cfg):
     cfg.INPUT.WEAK.ON_EMPTY = "skip"
     # recompute image_labels from the labels inside the crop (SimFormer) instead of the dataset's tags
     cfg.INPUT.WEAK.TAGS_FROM_CROP = False
+    # weak-shot training sets: also emit "full_sem_seg", the crop's label map with the novel pixels
+    # (SimFormer's official class-balance counts read it, docs/simformer.md §3.4; nothing else may)
+    cfg.INPUT.WEAK.KEEP_FULL_LABEL = False
+
+    # image pairs (SimFormer's cross-image similarity, docs/simformer.md §5): each training item is an
+    # image and a partner drawn from a partner table; the model sees both (the item's "partner" field)
+    cfg.INPUT.PAIRS = CN()
+    # on: every mapped training image carries a mapped partner; SOLVER.IMS_PER_BATCH counts pairs
+    cfg.INPUT.PAIRS.ENABLED = False
+    # partner table file (tools/build_partner_table.py); "" = built in memory from the training sets
+    cfg.INPUT.PAIRS.TABLE = ""
+    # probability of focusing on the novel class with the fewest partners (otherwise a uniform one)
+    cfg.INPUT.PAIRS.RAREST_FOCUS_PROB = 0.01
+    # partner lists are cut to random subsets of these sizes: single shared novel class, other
+    # novel overlap, shared base class (the original's 500, 50, 50)
+    cfg.INPUT.PAIRS.MAX_CANDIDATES = [500, 50, 50]
 
     # sparse labels (scribbles, points, clicks); inside wss_d2: 0..K-1 labelled, K unlabelled, 255 void
     cfg.INPUT.SPARSE = CN()

@@ -187,7 +187,7 @@ class WSSCheckpointer(DetectionCheckpointer):
             raise CheckpointMismatchError(
                 f"Checkpoint {self._current_path} ({self.source}) does not fit the model ({self._model_name()}): "
                 + "; ".join(problems)
-                + ". Check MODEL.* in the config (e.g. NUM_CLASSES, RESNETS.DEPTH) against the run that saved it."
+                + ". Check MODEL.* in the config (e.g. NUM_CLASSES, RESNETS.DEPTH, MASK_FORMER.NUM_OBJECT_QUERIES) against the run that saved it."
             )
 
     def _check_init(self, incompatible, shapes):

@@ -232,4 +232,72 @@ class RandomBlur(T.Augmentation):
 
 
 # image-only colour transforms: label maps, coordinates and CAMs skip them
-PHOTOMETRIC_TRANSFORMS = (StrongPhotometricTransform, GrayscaleTransform, BlurTransform)
+class ColorAugSSDTransform(T.Transform):
+    """
+    The SSD photometric distortion drawn by ColorAugSSD (image only): brightness (add a value), then
+    contrast (scale) before or after saturation (scale the HSV saturation) and hue (shift the HSV
+    hue, OpenCV's 0..179 scale, modulo 180); each change None when not drawn. Works on BGR, as SSD.
+    """
+
+    def __init__(self, img_format, brightness, contrast, saturation, hue, contrast_first):
+        super().__init__()
+        self._set_attributes(locals())
+
+    @staticmethod
+    def _affine(img, alpha=1.0, beta=0.0):
+        return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def apply_image(self, img):
+        import cv2
+
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"ColorAugSSD expects an (H, W, 3) uint8 image, got {img.shape} {img.dtype}")
+        if self.img_format == "RGB":
+            img = img[:, :, ::-1]
+        img = np.ascontiguousarray(img)
+        if self.brightness is not None:
+            img = self._affine(img, beta=self.brightness)
+        if self.contrast_first and self.contrast is not None:
+            img = self._affine(img, alpha=self.contrast)
+        if self.saturation is not None or self.hue is not None:
+            hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+            if self.saturation is not None:
+                hsv[:, :, 1] = self._affine(hsv[:, :, 1], alpha=self.saturation)
+            if self.hue is not None:
+                hsv[:, :, 0] = ((hsv[:, :, 0].astype(np.int64) + self.hue) % 180).astype(np.uint8)
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+        if not self.contrast_first and self.contrast is not None:
+            img = self._affine(img, alpha=self.contrast)
+        if self.img_format == "RGB":
+            img = img[:, :, ::-1]
+        return np.ascontiguousarray(img)
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+
+class ColorAugSSD(T.Augmentation):
+    """
+    SSD's photometric distortion as MaskFormer trains with it (INPUT.COLOR_AUG_SSD, docs/simformer.md §6):
+    brightness ±32, contrast [0.5, 1.5], saturation [0.5, 1.5], hue ±18, each with probability 0.5;
+    brightness first, contrast right after it or last (probability 0.5 each).
+    """
+
+    def __init__(self, img_format, brightness_delta=32, contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue_delta=18):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        rand = np.random.uniform
+        brightness = rand(-self.brightness_delta, self.brightness_delta) if np.random.randint(2) else None
+        contrast_first = bool(np.random.randint(2))
+        contrast = rand(*self.contrast) if np.random.randint(2) else None
+        saturation = rand(*self.saturation) if np.random.randint(2) else None
+        hue = int(np.random.randint(-self.hue_delta, self.hue_delta + 1)) if np.random.randint(2) else None
+        return ColorAugSSDTransform(self.img_format, brightness, contrast, saturation, hue, contrast_first)
+
+
+PHOTOMETRIC_TRANSFORMS = (StrongPhotometricTransform, GrayscaleTransform, BlurTransform, ColorAugSSDTransform)

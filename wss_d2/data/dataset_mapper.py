@@ -46,6 +46,7 @@ their labelled pixels are then also placed as coordinates, so thin strokes survi
 down-scaling. Dense maps use nearest neighbour.
 """
 import copy
+import functools
 import logging
 
 import numpy as np
@@ -58,6 +59,7 @@ from detectron2.structures import BoxMode, Boxes, Instances
 
 from .augmentation import (
     PHOTOMETRIC_TRANSFORMS,
+    ColorAugSSD,
     RandomBlur,
     RandomGrayscale,
     RandomLongSide,
@@ -78,6 +80,9 @@ from .weak_labels.points import drop_points_outside, rasterize_points
 __all__ = ["WeakLabelDatasetMapper", "build_semantic_augmentations", "resolve_weak_label_metadata"]
 
 logger = logging.getLogger(__name__)
+
+# draws of a partner before giving up when partners keep having empty weak labels
+MAX_PARTNER_TRIES = 10
 
 # Metadata fields that change how the mapper reads labels; every training dataset of one run
 # must agree on them (one mapper serves all of them).
@@ -149,6 +154,8 @@ class WeakLabelDatasetMapper:
         scribble_dilation=0,
         point_dilation=0,
         multi_view=None,
+        keep_full_label=False,
+        pairs=None,
     ):
         if pad_position not in ("bottom_right", "random"):
             raise ValueError(f"pad_position (INPUT.CROP.PAD_POSITION) must be 'bottom_right' or 'random', got {pad_position!r}")
@@ -178,6 +185,11 @@ class WeakLabelDatasetMapper:
         self.scribble_dilation = int(scribble_dilation or 0)
         self.point_dilation = int(point_dilation or 0)
         self.multi_view = multi_view if is_train else None
+        self.keep_full_label = keep_full_label
+        # when training on pairs: (PartnerSampler, the training dicts, file_name -> index), or a callable
+        # building it on first use (in the process that maps: reading the training set's labels is not
+        # paid by a mapper that is only built, e.g. for an evaluation)
+        self._pairs = pairs if is_train else None
         mode = "training" if is_train else "inference"
         logger.info(f"[{type(self).__name__}] {mode}, weak label '{weak_label}': {augmentations}")
         if weak_label in SPARSE_KINDS:
@@ -220,6 +232,9 @@ class WeakLabelDatasetMapper:
             "scribble_dilation": weak_label_input_value(cfg, "SPARSE", "SCRIBBLE_DILATION"),
             "point_dilation": weak_label_input_value(cfg, "SPARSE", "POINT_DILATION"),
             "multi_view": _build_multi_view(cfg, is_train, tuple(crop.SIZE) if crop.ENABLED and crop.PAD else None),
+            "keep_full_label": cfg.INPUT.WEAK.KEEP_FULL_LABEL,
+            "pairs": functools.partial(_build_pairs, cfg.clone(), tuple(dataset_names), meta)
+            if is_train and cfg.INPUT.PAIRS.ENABLED else None,
         }
 
     # ----------------------------------------------------------------------------- reading
@@ -345,8 +360,30 @@ class WeakLabelDatasetMapper:
             self._read_points(dataset_dict), self._read_boxes(dataset_dict),
         )
 
+    @property
+    def pairs(self):
+        if callable(self._pairs):
+            self._pairs = self._pairs()
+        return self._pairs
+
     # ------------------------------------------------------------------------------ call
     def __call__(self, dataset_dict):
+        mapped = self.map_image(dataset_dict)
+        if mapped is None or self.pairs is None:
+            return mapped
+        sampler, dicts, index_of = self.pairs
+        index = index_of.get(dataset_dict["file_name"])
+        if index is None:
+            raise ValueError(f"{dataset_dict['file_name']} is not an image of the partner table's training set")
+        for _ in range(MAX_PARTNER_TRIES):
+            partner = self.map_image(dicts[sampler(index)])
+            if partner is not None:  # None: the partner's weak label was empty (skipped)
+                mapped["partner"] = partner
+                return mapped
+        raise RuntimeError(f"No usable partner for {dataset_dict['file_name']} in {MAX_PARTNER_TRIES} draws")
+
+    def map_image(self, dataset_dict):
+        """One image's fields (the module docstring), without a partner."""
         dataset_dict = copy.deepcopy(dataset_dict)
         image_file = dataset_dict["file_name"]
         image = read_image(image_file, self.image_format)
@@ -431,9 +468,6 @@ class WeakLabelDatasetMapper:
                 boxes = (boxes[0], self.flip_label_map[boxes[1]].astype(np.int64))
 
         image_labels = self._image_labels(tags, dense, sparse, points, boxes, labelled_classes)
-        if dense is not None and len(self.novel_classes):
-            # weak-shot: novel classes are known from tags only, never from pixels
-            dense = np.where(np.isin(dense, self.novel_classes), self.ignore_label, dense).astype(np.uint8)
 
         valid_mask = np.ones((h, w), dtype=bool)
         if self.pad_to_size is not None:
@@ -454,6 +488,11 @@ class WeakLabelDatasetMapper:
             dataset_dict.update(views)
         else:
             dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if dense is not None and len(self.novel_classes):
+            if self.keep_full_label:  # SimFormer's official class-balance counts only (docs/simformer.md §3.4)
+                dataset_dict["full_sem_seg"] = torch.as_tensor(dense.astype(np.int64))
+            # weak-shot: novel classes are known from tags only, never from pixels
+            dense = np.where(np.isin(dense, self.novel_classes), self.ignore_label, dense).astype(np.uint8)
         dataset_dict["valid_mask"] = torch.as_tensor(valid_mask)
         if dense is not None:
             dataset_dict["sem_seg"] = torch.as_tensor(dense.astype(np.int64))
@@ -604,6 +643,27 @@ class WeakLabelDatasetMapper:
         return image, dense, sparse, cams, valid_mask, np.array([left, top], dtype=np.float64), overseg
 
 
+def _build_pairs(cfg, dataset_names, meta):
+    """(PartnerSampler, training dicts, file_name -> index) of INPUT.PAIRS (docs/simformer.md §5)."""
+    from detectron2.data import get_detection_dataset_dicts
+
+    from .pairs import PartnerSampler, build_partner_table, check_partner_table, load_partner_table
+
+    names = list(dataset_names)
+    dicts = get_detection_dataset_dicts(names, filter_empty=False)
+    novel = meta.get("novel_classes") or ()
+    pairs = cfg.INPUT.PAIRS
+    if pairs.TABLE:
+        table = load_partner_table(pairs.TABLE)
+        check_partner_table(table, names, dicts, novel, where=f"Partner table {pairs.TABLE}")
+    else:
+        logger.info(f"Building the partner table of {names} in memory ({len(dicts)} images)")
+        table = build_partner_table(names, dicts, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, novel,
+                                    tuple(pairs.MAX_CANDIDATES), ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
+    sampler = PartnerSampler(table, pairs.RAREST_FOCUS_PROB, pairs.MAX_CANDIDATES[0])
+    return sampler, dicts, {d["file_name"]: i for i, d in enumerate(dicts)}
+
+
 def _build_multi_view(cfg, is_train, crop_size):
     """MCC's view pipelines when INPUT.MULTI_VIEW.ENABLED (training only), else None."""
     node = cfg.INPUT.get("MULTI_VIEW", None)
@@ -633,8 +693,12 @@ def build_semantic_augmentations(cfg, is_train):
         if len(cfg.INPUT.RANDOM_LONG_SIDE) != 2:
             raise ValueError(f"INPUT.RANDOM_LONG_SIDE must be [] or [min, max]; got {list(cfg.INPUT.RANDOM_LONG_SIDE)}")
         augmentations.append(RandomLongSide(*cfg.INPUT.RANDOM_LONG_SIDE))
-    elif (min_scale, max_scale) != (1.0, 1.0):
+    elif (min_scale, max_scale) != (1.0, 1.0) and not cfg.INPUT.RESIZE_SHORTEST_EDGE:
         augmentations.append(RandomScale(min_scale, max_scale))
+    if cfg.INPUT.RESIZE_SHORTEST_EDGE:  # MaskFormer / SimFormer: detectron2's MIN_SIZE_TRAIN keys
+        augmentations.append(
+            T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
+        )
     if cfg.INPUT.CROP.ENABLED:
         augmentations.append(
             T.RandomCrop_CategoryAreaConstraint(
@@ -644,6 +708,8 @@ def build_semantic_augmentations(cfg, is_train):
                 cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             )
         )
+    if cfg.INPUT.COLOR_AUG_SSD:  # before the flip, as MaskFormer
+        augmentations.append(ColorAugSSD(cfg.INPUT.FORMAT))
     if cfg.INPUT.RANDOM_FLIP != "none":
         augmentations.append(
             T.RandomFlip(

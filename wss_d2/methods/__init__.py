@@ -1,2 +1,2 @@
 """The weakly supervised methods, one folder each; importing registers their meta-architectures."""
-from . import agmm, irn, mcc, sipe, spml  # noqa: F401
+from . import agmm, irn, mcc, simformer, sipe, spml  # noqa: F401
