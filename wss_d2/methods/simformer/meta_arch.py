@@ -40,7 +40,7 @@ from .losses import (
     student_scores,
 )
 
-__all__ = ["SimFormer", "SimFormerCriterion"]
+__all__ = ["SimFormer", "SimFormerCriterion", "check_weak_shot_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,26 @@ class SimFormerCriterion(SetCriterion):
         self.negative_counts = (self.negative_counts + [float(negatives)])[-self.balance_queue:]
         n_pos, n_neg = sum(self.positive_counts), sum(self.negative_counts)
         return n_neg / (n_pos + n_neg), n_pos / (n_pos + n_neg)
+
+
+def check_weak_shot_split(dataset_name, num_classes):
+    """The novel classes of `dataset_name`'s weak-shot split; a clear error when its base and novel lists
+    overlap or leave out a class."""
+    meta = MetadataCatalog.get(dataset_name)
+    novel = list(meta.get("novel_classes", None) or ())
+    base = meta.get("base_classes", None)
+    if base is not None and novel:
+        overlap = sorted(set(base) & set(novel))
+        missing = sorted(set(range(num_classes)) - set(base) - set(novel))
+        extra = sorted((set(base) | set(novel)) - set(range(num_classes)))
+        if overlap or missing or extra:
+            raise ValueError(
+                f"Weak-shot split of {dataset_name}: base and novel classes must split 0..{num_classes - 1}; "
+                + "; ".join(msg for msg in (f"in both lists: {overlap}" if overlap else "",
+                                            f"in neither list: {missing}" if missing else "",
+                                            f"not class ids: {extra}" if extra else "") if msg)
+            )
+    return novel
 
 
 def _nearest(label, size):
@@ -160,7 +180,7 @@ class SimFormer(WSSMaskFormer):
         weights = {name: getattr(mf, key) for name, key in MASKFORMER_LOSS_WEIGHT_KEYS.items()}
         weights.update({name: getattr(sf, key) for name, key in SIMFORMER_LOSS_WEIGHT_KEYS.items()})
         names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
-        novel = MetadataCatalog.get(names[0]).get("novel_classes", None) if names else None
+        novel = check_weak_shot_split(names[0], num_classes) if names else ()
         args.update(
             loss_weights=weights, novel_classes=list(novel or ()), comp_weight=sf.COMP_LOSS_WEIGHT,
             sim_weight=sf.SIM_LOSS_WEIGHT, distill_weight=sf.DISTILL_LOSS_WEIGHT, distill_func=sf.DISTILL_FUNC,
