@@ -34,6 +34,9 @@ TRAINS_ON = {
     # MODEL.SPML.TRAIN_EMBEDDING: the partial-CE baseline)
     "SPMLEmbedder": {"full", "pseudo", "cam_labels", "scribbles", "points", "clicks"},
     "SPMLClassifier": {"full", "pseudo", "cam_labels", "scribbles", "points", "clicks"},
+    "WSSMaskFormer": {"full", "pseudo"},
+    # base masks + novel tags; its retraining stage is a WSSMaskFormer on the pseudo labels
+    "SimFormer": {"weak_shot"},
 }
 SEMANTIC_EVALUATOR_TYPES = ("sem_seg",)
 

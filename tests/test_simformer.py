@@ -377,3 +377,40 @@ def test_pair_mapper_gives_every_image_a_partner(tmp_path, synthetic_dir):
     for x in (out, partner):
         assert {"full_sem_seg", "valid_mask", "image_labels"} <= set(x)
         assert not np.isin(x["sem_seg"].numpy(), NOVEL).any()
+
+
+# ------------------------------------------------------------------------------------ second stage
+def test_weak_shot_pseudo_label_against_a_hand_made_image():
+    from wss_d2.refinement import weak_shot_pseudo_label
+
+    gt = np.array([[0, 1, 4], [4, 255, 1]], dtype=np.uint8)  # novel tags of the image: {4}
+    pred = np.array([[4, 5, 4], [2, 4, 0]], dtype=np.uint8)
+    out = weak_shot_pseudo_label(pred, gt, (4, 5))
+    # base GT on top; the tag 4 where predicted; 5 (not a tag) and base predictions off the base GT: 255
+    assert out.tolist() == [[0, 1, 4], [255, 4, 1]]
+
+
+def test_export_weak_shot_pseudo_labels(tmp_path, synthetic_dir, restore_loggers):
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from .conftest import load_script
+
+    cfg, model = _model(STRICT, tmp_path)
+    weights = tmp_path / "model.pth"
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
+    out = tmp_path / "pseudo"
+    report = load_script("tools/export_pseudo_labels.py").main([
+        "--config-file", STRICT, "--weights", str(weights), "--dataset", "wss_synthetic_train_ws", "--output",
+        str(out), "--weak-shot", "--max-images", "3", "TEST.CRF.ENABLED", "False", "OUTPUT_DIR", str(tmp_path)])
+    assert report["images"] == 3 and report["weak_shot"]
+    for d in DatasetCatalog.get("wss_synthetic_train_ws")[:3]:
+        gt = np.asarray(Image.open(d["sem_seg_file_name"]))
+        label = np.asarray(Image.open(out / f"{d['image_id']}.png"))
+        base = (gt != 255) & ~np.isin(gt, NOVEL)
+        assert (label[base] == gt[base]).all()
+        tags = set(np.unique(gt[np.isin(gt, NOVEL)]).tolist())
+        assert set(np.unique(label[~base]).tolist()) <= tags | {255}
+    with pytest.raises(SystemExit, match="not a weak-shot split"):
+        load_script("tools/export_pseudo_labels.py").main([
+            "--config-file", STRICT, "--weights", str(weights), "--dataset", "wss_synthetic_train", "--output",
+            str(tmp_path / "bad"), "--weak-shot", "--max-images", "1", "OUTPUT_DIR", str(tmp_path)])

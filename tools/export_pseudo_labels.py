@@ -92,6 +92,9 @@ def parse_args(argv=None):
     parser.add_argument("--restrict-to-tags", action="store_true",
                         help="keep only the image's tagged classes (and background) in the scores")
     parser.add_argument("--crf", action="store_true", help="refine with dense CRF (TEST.CRF.* parameters)")
+    parser.add_argument("--weak-shot", action="store_true",
+                        help="SimFormer's second stage on a weak-shot split (docs/simformer.md §6): keep the "
+                             "prediction only on the image's novel tags, put the split's base GT on top, 255 elsewhere")
     parser.add_argument("--ir-labels", action="store_true",
                         help="--source cams with a background channel (SIPE): confident-region labels "
                              "{0, class, 255} by dense CRF (TEST.IR_LABELS.*, docs/sipe.md §7.1)")
@@ -289,7 +292,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     from wss_d2.inference import DenseCRFPool
     from wss_d2.refinement import (
         PseudoLabelQuality, argmax_labels, confident_region_labels, confident_region_pool, crf_pseudo_labels,
-        restrict_to_tags, scores_to_probabilities,
+        restrict_to_tags, scores_to_probabilities, weak_shot_pseudo_label,
     )
 
     records = DatasetCatalog.get(args.dataset)
@@ -407,7 +410,19 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
     from detectron2.data.samplers import InferenceSampler
 
     share = len(InferenceSampler._get_local_indices(len(records), comm.get_world_size(), comm.get_rank()))
-    for image_id, label in tqdm(labels(), total=share, desc=f"export {comm.get_rank()}" if comm.get_world_size() > 1
+    base_gt = {r.get("image_id"): r.get("sem_seg_file_name") for r in records}
+    novel_classes = meta.get("novel_classes", None) if args.weak_shot else None
+    if args.weak_shot and (not novel_classes or meta.get("weak_label") != "weak_shot"):
+        raise SystemExit(f"--weak-shot: {args.dataset} is not a weak-shot split (metadata weak_label 'weak_shot' "
+                         "with novel_classes)")
+
+    def final_labels():
+        for image_id, label in labels():
+            if args.weak_shot:
+                label = weak_shot_pseudo_label(label, read_label_map(base_gt[image_id]), novel_classes, ignore)
+            yield image_id, label
+
+    for image_id, label in tqdm(final_labels(), total=share, desc=f"export {comm.get_rank()}" if comm.get_world_size() > 1
                                 else "export", unit="image", mininterval=2.0, disable=not comm.is_main_process()):
         write_label_png(label, os.path.join(folder, f"{image_id}.png"), palette=palette)
         written += 1
@@ -425,7 +440,7 @@ def _export(args, cfg, model, model_kind, meta, num_classes, ignore, folder, cam
         raise RuntimeError(f"{written} pseudo labels were written for {total} images of {args.dataset}")
     report = {"images": written, "output": output, "source": args.source,
               "crf": args.crf or (args.source in spml_sources() and _spml_uses_crf(args.source)),
-              "ir_labels": args.ir_labels, "threshold": args.threshold}
+              "ir_labels": args.ir_labels, "threshold": args.threshold, "weak_shot": args.weak_shot}
     # mIoU / pACC of the labelled pixels, coverage, and ignored as background (docs/sipe.md §7.1)
     report.update(quality.metrics(meta.stuff_classes))
     if args.max_images:

@@ -16,6 +16,7 @@ from .random_walk import random_walk, transition_matrix
 from .embedding_walk import embedding_affinity, embedding_random_walk, walk_embedding
 from .knn import build_segment_memory, knn_segment_retrieval, knn_vote
 from .par import PAR, add_par_config, fuse_two_threshold_labels, par_image, refine_cams_with_background
+from .weak_shot import weak_shot_pseudo_label
 from .spml_generators import (
     SPML_SOURCES, build_knn_memory, cam_rw_probabilities, crf_pseudo_labels, densepose_nn_probabilities,
     knn_probabilities, softmax_rw1_probabilities, softmax_rw_probabilities, spml_crf_pool, spml_probabilities,
@@ -23,6 +24,7 @@ from .spml_generators import (
 
 __all__ = [
     "SOURCES",
+    "weak_shot_pseudo_label",
     "scores_to_probabilities",
     "restrict_to_tags",
     "argmax_with_threshold",
