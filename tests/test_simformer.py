@@ -414,3 +414,23 @@ def test_export_weak_shot_pseudo_labels(tmp_path, synthetic_dir, restore_loggers
         load_script("tools/export_pseudo_labels.py").main([
             "--config-file", STRICT, "--weights", str(weights), "--dataset", "wss_synthetic_train", "--output",
             str(tmp_path / "bad"), "--weak-shot", "--max-images", "1", "OUTPUT_DIR", str(tmp_path)])
+
+
+def test_build_partner_table_tool_writes_what_training_reads(tmp_path, synthetic_dir, restore_loggers):
+    from .conftest import load_script
+
+    path = tmp_path / "partners.pth"
+    load_script("tools/build_partner_table.py").main(["--config-file", STRICT, "--output", str(path)])
+    cfg = get_wss_cfg(STRICT, ["OUTPUT_DIR", str(tmp_path), "INPUT.PAIRS.TABLE", str(path)])
+    mapper = build_dataset_mapper(cfg, is_train=True)
+    d = DatasetCatalog.get("wss_synthetic_train_ws")[5]
+    np.random.seed(0)
+    assert mapper(d)["partner"]["file_name"] != d["file_name"]
+    # the table of one split refused for another training set
+    cfg = get_wss_cfg(STRICT, ["OUTPUT_DIR", str(tmp_path), "INPUT.PAIRS.TABLE", str(path),
+                               "DATASETS.TRAIN", "('wss_synthetic_train_ws', 'wss_synthetic_train_ws')"])
+    with pytest.raises(ValueError, match="built for another training set or split"):
+        build_dataset_mapper(cfg, is_train=True)(d)
+    with pytest.raises(FileNotFoundError, match="missing.pth .INPUT.PAIRS.TABLE. does not exist"):
+        cfg = get_wss_cfg(STRICT, ["OUTPUT_DIR", str(tmp_path), "INPUT.PAIRS.TABLE", str(tmp_path / "missing.pth")])
+        build_dataset_mapper(cfg, is_train=True)(d)
