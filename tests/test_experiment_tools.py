@@ -171,3 +171,29 @@ def test_mcc_comparison_reports_recorded_seeds_and_the_seed_spread(tmp_path):
     assert "| MCC | 40.00 | 39.00 / 41.00 | 67 % |" in table and "not larger than the seed spread (2.00)" in table
     with pytest.raises(SystemExit, match="opts: \\[\\] there"):
         tool.main(["--output", str(out), "--seeds", "0", "--record", str(record), "--opts", "SEED", "1"])
+
+
+def test_simformer_comparison_reports_recorded_seeds_per_metric(tmp_path):
+    tool = load_script("tools/run_simformer_comparison.py")
+    record = tmp_path / "record.json"
+    protocol = {"rows": ["supervised", "base_only", "official", "strict"], "opts": []}
+    novel = {"supervised": 50.0, "base_only": 10.0, "official": 20.0, "strict": 11.0}
+    jitter = {"0": -1.0, "1": 1.0}  # seed spread 2.0 for every row and metric
+    seeds = {seed: {key: {"seed": int(seed), "mIoU": 40.0 + jitter[seed], "mIoU-base": 60.0 + jitter[seed],
+                          "mIoU-novel": value + jitter[seed], "hIoU": value / 2 + jitter[seed], "s_per_iter": 1.0}
+                    for key, value in novel.items()} for seed in ("0", "1")}
+    record.write_text(json.dumps({"protocol": protocol, "seeds": seeds}))
+    out = tmp_path / "out"
+
+    figures = tool.main(["--output", str(out), "--seeds", "0", "1", "--record", str(record)])
+
+    assert sorted(os.listdir(out)) == ["results.json", "results.md"]  # nothing trained
+    assert figures["rows"]["official"]["mIoU-novel_mean"] == pytest.approx(20.0)
+    verdicts = {(*c["rows"], c["metric"]): (round(c["difference"], 6), c["exceeds_spread"]) for c in figures["comparisons"]}
+    assert verdicts[("official", "base_only", "mIoU-novel")] == (10.0, True)
+    assert verdicts[("strict", "base_only", "mIoU-novel")] == (1.0, False)
+    assert verdicts[("official", "base_only", "hIoU")] == (5.0, True)
+    table = (out / "results.md").read_text()
+    assert "| SimFormer, strict (no novel pixel label) | 40.00 | 60.00 | 11.00 | 5.50 | 10.00 / 12.00 |" in table
+    with pytest.raises(SystemExit, match="opts: \\[\\] there"):
+        tool.main(["--output", str(out), "--seeds", "0", "--record", str(record), "--opts", "SEED", "1"])

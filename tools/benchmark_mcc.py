@@ -18,8 +18,6 @@ first), on a GPU torch's peak allocation per phase.
 import argparse
 import os
 import sys
-import time
-from collections import defaultdict
 
 import torch
 
@@ -32,29 +30,10 @@ from wss_d2 import get_wss_cfg  # noqa: E402
 from wss_d2.engine import Trainer  # noqa: E402
 from wss_d2.methods.mcc import meta_arch  # noqa: E402
 from wss_d2.solver import build_optimizer  # noqa: E402
-from wss_d2.utils.benchmarking import emit_figures, synchronize, time_training_steps  # noqa: E402
+from wss_d2.utils.benchmarking import PartTimer, emit_figures, time_training_steps  # noqa: E402
 
 DEFAULT_CONFIG = "configs/synthetic/mcc_vit.yaml"
 SUPERVISED_CONFIG = "configs/synthetic/vit_largefov_supervised.yaml"
-
-
-class PartTimer:
-    """Wraps callables and sums their wall time (seconds) per name while `counting` is set."""
-
-    def __init__(self, device):
-        self.device, self.totals, self.counting = device, defaultdict(float), False
-
-    def wrap(self, name, fn):
-        def timed(*args, **kwargs):
-            synchronize(self.device)
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            synchronize(self.device)
-            if self.counting:
-                self.totals[name] += time.perf_counter() - start
-            return out
-
-        return timed
 
 
 def main():

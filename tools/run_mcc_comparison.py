@@ -26,7 +26,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wss_d2.utils.pipeline_runs import load_seed_record, save_seed_record, seed_summary, train, write_report  # noqa: E402
+from wss_d2.utils.pipeline_runs import (  # noqa: E402
+    compare_rows, load_seed_record, save_seed_record, seed_summary, train, write_report,
+)
 
 SYN = "configs/synthetic"
 ROWS = (  # key, config, what it is
@@ -50,19 +52,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def compare(summary, a, b):
-    """Difference of the means of rows a and b, and whether it exceeds both rows' seed spreads."""
-    diff = summary[a]["mIoU_mean"] - summary[b]["mIoU_mean"]
-    spread = max(summary[k]["mIoU_max"] - summary[k]["mIoU_min"] for k in (a, b))
-    return {"rows": [a, b], "difference": diff, "largest_spread": spread, "exceeds_spread": abs(diff) > spread}
-
-
 def report(out, runs, seeds):
     summary = {key: seed_summary(runs[key]) for key, *_ in ROWS}
     reference = summary["supervised"]["mIoU_mean"]
     for key in summary:
         summary[key]["fraction_of_supervised"] = summary[key]["mIoU_mean"] / reference
-    comparisons = [compare(summary, a, b) for a, b in COMPARISONS]
+    comparisons = [compare_rows(summary, a, b) for a, b in COMPARISONS]
     names = {key: name for key, _, name in ROWS}
     lines = [f"| method | val mIoU, mean of seeds {', '.join(map(str, seeds))} | per seed | of supervised | s/iter |",
              "|---|---:|---|---:|---:|"]

@@ -3,10 +3,11 @@ import contextlib
 import json
 import resource
 import time
+from collections import defaultdict
 
 import torch
 
-__all__ = ["peak_memory_mib", "synchronize", "time_training_steps", "emit_figures"]
+__all__ = ["PartTimer", "peak_memory_mib", "synchronize", "time_training_steps", "emit_figures"]
 
 
 def synchronize(device):
@@ -58,3 +59,22 @@ def emit_figures(figures, json_path=None):
     if json_path:
         with open(json_path, "w") as f:
             json.dump(figures, f, indent=2)
+
+
+class PartTimer:
+    """Wraps callables and sums their wall time (seconds) per name while `counting` is set."""
+
+    def __init__(self, device):
+        self.device, self.totals, self.counting = device, defaultdict(float), False
+
+    def wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            synchronize(self.device)
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            synchronize(self.device)
+            if self.counting:
+                self.totals[name] += time.perf_counter() - start
+            return out
+
+        return timed

@@ -55,11 +55,24 @@ def seconds_per_iteration(output):
     return times[len(times) // 2] if times else float("nan")
 
 
-def seed_summary(runs):
-    """The per-seed `runs` ({"mIoU", "s_per_iter", ...}) summarised: mean, min and max mIoU, median s/iter."""
-    mious = [r["mIoU"] for r in runs]
-    return {"mIoU_mean": statistics.mean(mious), "mIoU_min": min(mious), "mIoU_max": max(mious),
-            "s_per_iter": statistics.median(r["s_per_iter"] for r in runs)}
+def seed_summary(runs, metrics=("mIoU",)):
+    """The per-seed `runs` ({"mIoU", "s_per_iter", ...}) summarised: mean, min and max of each metric
+    (keys <metric>_mean, _min, _max), median s/iter."""
+    summary = {"s_per_iter": statistics.median(r["s_per_iter"] for r in runs)}
+    for metric in metrics:
+        values = [r[metric] for r in runs]
+        summary.update({f"{metric}_mean": statistics.mean(values), f"{metric}_min": min(values),
+                        f"{metric}_max": max(values)})
+    return summary
+
+
+def compare_rows(summary, a, b, metric="mIoU"):
+    """Difference of rows a and b's means of `metric`, and whether it exceeds the larger of their seed spreads
+    (max - min over seeds)."""
+    diff = summary[a][f"{metric}_mean"] - summary[b][f"{metric}_mean"]
+    spread = max(summary[k][f"{metric}_max"] - summary[k][f"{metric}_min"] for k in (a, b))
+    return {"rows": [a, b], "metric": metric, "difference": diff, "largest_spread": spread,
+            "exceeds_spread": abs(diff) > spread}
 
 
 def load_seed_record(path, protocol):
