@@ -23,6 +23,10 @@ stable field names:
                     from the dict's overseg_file_name): resampled with the image by nearest
                     neighbour, flipped with it (ids are never remapped), 255 on padding
     valid_mask      (H, W) bool, False on padding added by INPUT.CROP.PAD
+    full_sem_seg    (H, W) int64, weak-shot training with INPUT.WEAK.KEEP_FULL_LABEL only: the crop's GT
+                    with its novel pixels (SimFormer's original class-balance counts, docs/simformer.md §3.4)
+    partner         with INPUT.PAIRS.ENABLED (training): another training image's fields, drawn from the
+                    partner table (wss_d2.data.pairs; docs/simformer.md §5), never the image itself
 
 MCC's views (docs/mcc.md §2), with INPUT.MULTI_VIEW.ENABLED (training only, off by default):
 "image" becomes global view 1 (its own flip, jitter, grayscale, blur of the padded crop), plus
