@@ -52,6 +52,16 @@ def sparse_label_batch(n=2, size=48, num_classes=6, seed=0, *, margin=4, class_s
     return out
 
 
+def focal_term(m, t, alpha=0.25, gamma=2.0):
+    """Plain-Python sigmoid focal loss of one logit `m` against one binary target `t` (MaskFormer's)."""
+    import math
+
+    p = 1 / (1 + math.exp(-m))
+    ce = -math.log(p) if t else -math.log(1 - p)
+    p_t = p if t else 1 - p
+    return (alpha if t else 1 - alpha) * (1 - p_t) ** gamma * ce
+
+
 def tiny_subset(source, count, name):
     """Register `name` (once): the first `count` dicts of the registered `source`, with its metadata."""
     from detectron2.data import DatasetCatalog, MetadataCatalog

@@ -34,23 +34,25 @@ def _config_functions():
     from wss_d2.methods.agmm.config import add_agmm_config
     from wss_d2.methods.irn.config import add_irn_config
     from wss_d2.methods.mcc.config import add_mcc_config
+    from wss_d2.methods.simformer.config import add_simformer_config
     from wss_d2.methods.sipe.config import add_sipe_config
     from wss_d2.methods.spml.config import add_spml_config
     from wss_d2.modeling.backbone.vit import add_vit_config
     from wss_d2.modeling.energy_loss import add_energy_loss_config
+    from wss_d2.modeling.maskformer.config import add_maskformer_config
     from wss_d2.refinement.par import add_par_config
 
     return {f.__name__: f for f in (
         config.add_wss_config, add_sipe_config, add_irn_config, add_agmm_config, add_spml_config, add_mcc_config,
         add_vit_config, add_par_config, add_energy_loss_config, crf.add_crf_parameters,
-        data_config.add_multi_view_input_config,
+        data_config.add_multi_view_input_config, add_maskformer_config, add_simformer_config,
     )}
 
 
 @pytest.mark.parametrize(
     "function", ["add_wss_config", "add_sipe_config", "add_irn_config", "add_agmm_config", "add_spml_config",
                  "add_mcc_config", "add_vit_config", "add_par_config", "add_energy_loss_config", "add_crf_parameters",
-                 "add_multi_view_input_config"]
+                 "add_multi_view_input_config", "add_maskformer_config", "add_simformer_config"]
 )
 def test_every_new_key_has_a_comment(function):
     """Each key wss_d2 adds (besides the DeepLab project's) is preceded by a comment."""

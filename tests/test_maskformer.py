@@ -21,15 +21,9 @@ from wss_d2.solver import build_optimizer
 
 from detectron2.modeling import build_model
 
+from .conftest import focal_term
+
 CONFIG = "configs/synthetic/maskformer_R18_full.yaml"
-
-
-def _focal(m, t, alpha=0.25, gamma=2.0):
-    """Plain-Python focal loss of one logit m against one binary target t."""
-    p = 1 / (1 + math.exp(-m))
-    ce = -math.log(p) if t else -math.log(1 - p)
-    p_t = p if t else 1 - p
-    return (alpha if t else 1 - alpha) * (1 - p_t) ** gamma * ce
 
 
 def _sigmoid(m):
@@ -39,7 +33,7 @@ def _sigmoid(m):
 def test_focal_and_dice_against_hand_values():
     m = torch.tensor([[0.0, 2.0, -1.0]])
     t = torch.tensor([[1.0, 0.0, 1.0]])
-    expected_focal = sum(_focal(a, b) for a, b in zip([0.0, 2.0, -1.0], [1, 0, 1])) / 3
+    expected_focal = sum(focal_term(a, b) for a, b in zip([0.0, 2.0, -1.0], [1, 0, 1])) / 3
     assert sigmoid_focal_loss(m, t).item() == pytest.approx(expected_focal, rel=1e-6)
     s = [_sigmoid(v) for v in (0.0, 2.0, -1.0)]
     expected_dice = 1 - (2 * (s[0] + s[2]) + 1) / (sum(s) + 2 + 1)

@@ -24,17 +24,12 @@ from wss_d2.methods.simformer import (
 )
 from wss_d2.methods.simformer.meta_arch import check_weak_shot_split
 
+from .conftest import focal_term
+
 OFFICIAL = "configs/synthetic/simformer_R18.yaml"
 STRICT = "configs/synthetic/simformer_R18_strict.yaml"
 BASE_ONLY = "configs/synthetic/simformer_R18_base_only.yaml"
 NOVEL = (4, 5)  # the synthetic split's novel classes
-
-
-def _focal(m, t, alpha=0.25, gamma=2.0):
-    p = 1 / (1 + math.exp(-m))
-    ce = -math.log(p) if t else -math.log(1 - p)
-    p_t = p if t else 1 - p
-    return (alpha if t else 1 - alpha) * (1 - p_t) ** gamma * ce
 
 
 def _sig(m):
@@ -48,7 +43,7 @@ def test_complementary_loss_against_hand_values():
     tau = -2.9444
     z = [max(1.0, 0.5, tau), max(-5.0, -1.0, tau), max(-6.0, -7.0, tau)]  # 1.0, -1.0, τ
     y = [1, 1, 0]
-    focal = sum(_focal(a, b) for a, b in zip(z, y)) / 3
+    focal = sum(focal_term(a, b) for a, b in zip(z, y)) / 3
     s = [_sig(v) for v in z]
     dice = 1 - (2 * (s[0] + s[1]) + 1) / (sum(s) + 2 + 1)
     got = complementary_loss(logits, not_base, tau, 20.0, 1.0)
@@ -56,7 +51,7 @@ def test_complementary_loss_against_hand_values():
     # without the ignore proposal (τ <= −50) the third pixel's max is −6
     z2 = [1.0, -1.0, -6.0]
     s2 = [_sig(v) for v in z2]
-    expected = 20 * sum(_focal(a, b) for a, b in zip(z2, y)) / 3 + 1 - (2 * (s2[0] + s2[1]) + 1) / (sum(s2) + 3)
+    expected = 20 * sum(focal_term(a, b) for a, b in zip(z2, y)) / 3 + 1 - (2 * (s2[0] + s2[1]) + 1) / (sum(s2) + 3)
     assert complementary_loss(logits, not_base, -100.0).item() == pytest.approx(expected, rel=1e-5)
 
 

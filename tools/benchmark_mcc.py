@@ -15,7 +15,6 @@ LargeFOV logits) on the pixel-labelled training set, batches of the same size an
 on CPU the growth of the process's peak resident set over each phase (the supervised phase runs
 first), on a GPU torch's peak allocation per phase.
 """
-import argparse
 import os
 import sys
 
@@ -27,24 +26,18 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from wss_d2 import get_wss_cfg  # noqa: E402
-from wss_d2.engine import Trainer  # noqa: E402
 from wss_d2.methods.mcc import meta_arch  # noqa: E402
 from wss_d2.solver import build_optimizer  # noqa: E402
-from wss_d2.utils.benchmarking import PartTimer, emit_figures, time_training_steps  # noqa: E402
+from wss_d2.utils.benchmarking import (  # noqa: E402
+    PartTimer, emit_figures, method_vs_supervised_arguments, time_training_steps, training_batches,
+)
 
 DEFAULT_CONFIG = "configs/synthetic/mcc_vit.yaml"
 SUPERVISED_CONFIG = "configs/synthetic/vit_largefov_supervised.yaml"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG)
-    parser.add_argument("--supervised-config", default=SUPERVISED_CONFIG)
-    parser.add_argument("--iters", type=int, default=10, help="timed iterations per step (after the warm-up)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (both configs)")
-    args = parser.parse_args()
+    args = method_vs_supervised_arguments(__doc__.split("\n\n")[0], DEFAULT_CONFIG, SUPERVISED_CONFIG)
 
     setup_logger()
     opts = ["MODEL.WEIGHTS", "", *args.opts]
@@ -52,10 +45,7 @@ def main():
     sup_cfg = get_wss_cfg(args.supervised_config, opts)
     device = cfg.MODEL.DEVICE
     n = args.warmup + args.iters
-    loader = iter(Trainer.build_train_loader(cfg))
-    batches = [next(loader) for _ in range(n)]
-    sup_loader = iter(Trainer.build_train_loader(sup_cfg))
-    sup_batches = [next(sup_loader) for _ in range(n)]
+    batches, sup_batches = training_batches(cfg, n), training_batches(sup_cfg, n)
 
     def timed(config, model, batches, iteration, before_timed=None):
         optimizer = build_optimizer(config, model)

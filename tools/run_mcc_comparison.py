@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wss_d2.utils.pipeline_runs import (  # noqa: E402
-    compare_rows, load_seed_record, save_seed_record, seed_summary, train, write_report,
+    compare_rows, load_seed_record, run_seeds, seed_summary, train, write_comparison_report,
 )
 
 SYN = "configs/synthetic"
@@ -65,16 +65,7 @@ def report(out, runs, seeds):
         s = summary[key]
         lines.append(f"| {name} | {s['mIoU_mean']:.2f} | " + " / ".join(f"{r['mIoU']:.2f}" for r in runs[key])
                      + f" | {100 * s['fraction_of_supervised']:.0f} % | {s['s_per_iter']:.3f} |")
-    lines.append("")
-    for c in comparisons:
-        a, b = c["rows"]
-        verdict = "larger" if c["exceeds_spread"] else "not larger"
-        lines.append(f"- {names[a]} - {names[b]}: {c['difference']:+.2f} mIoU, {verdict} than the seed spread "
-                     f"({c['largest_spread']:.2f})")
-    figures = {"seeds": seeds, "rows": {k: {**summary[k], "runs": runs[k]} for k in summary}, "comparisons": comparisons}
-    os.makedirs(out, exist_ok=True)
-    write_report(out, figures, "\n".join(lines))
-    return figures
+    return write_comparison_report(out, seeds, summary, runs, comparisons, names, lines)
 
 
 def main(argv=None):
@@ -86,23 +77,15 @@ def main(argv=None):
     weights = f"{out}/pretrain/model_final.pth"
     if any(str(seed) not in recorded for seed in args.seeds):
         train(f"{SYN}/mcc_vit_pretrain.yaml", f"{out}/pretrain", "SEED", "0", *args.opts, num_gpus=args.num_gpus)
-    runs = {key: [] for key, *_ in ROWS}
-    figures, finished = {}, []
-    for seed in args.seeds:  # whole seeds first: a stopped run leaves complete seeds
-        entries = recorded.get(str(seed))
-        if entries is None:
-            entries = {}
-            for key, config, _ in ROWS:
-                results, s_per_iter = train(config, f"{out}/{key}/seed{seed}", "MODEL.WEIGHTS", weights,
-                                            "SEED", str(seed), *args.opts, num_gpus=args.num_gpus)
-                entries[key] = {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
-            recorded[str(seed)] = entries
-            save_seed_record(record_path, protocol, recorded)
-        for key in runs:
-            runs[key].append(entries[key])
-        finished.append(seed)
-        figures = report(out, runs, finished)
-    return figures
+    configs = {key: config for key, config, _ in ROWS}
+
+    def run_row(key, seed):
+        results, s_per_iter = train(configs[key], f"{out}/{key}/seed{seed}", "MODEL.WEIGHTS", weights,
+                                    "SEED", str(seed), *args.opts, num_gpus=args.num_gpus)
+        return {"seed": seed, "mIoU": results["sem_seg"]["mIoU"], "s_per_iter": s_per_iter}
+
+    return run_seeds(args.seeds, record_path, protocol, list(configs), run_row,
+                     lambda runs, seeds: report(out, runs, seeds))
 
 
 if __name__ == "__main__":

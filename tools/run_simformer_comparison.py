@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wss_d2.utils.pipeline_runs import (  # noqa: E402
-    compare_rows, load_seed_record, save_seed_record, seed_summary, train, write_report,
+    compare_rows, run_seeds, seed_summary, train, write_comparison_report,
 )
 
 SYN = "configs/synthetic"
@@ -65,16 +65,7 @@ def report(out, runs, seeds):
         s = summary[key]
         lines.append(f"| {name} | " + " | ".join(f"{s[f'{m}_mean']:.2f}" for m in METRICS) + " | "
                      + " / ".join(f"{r['mIoU-novel']:.2f}" for r in runs[key]) + f" | {s['s_per_iter']:.3f} |")
-    lines.append("")
-    for c in comparisons:
-        a, b = c["rows"]
-        verdict = "larger" if c["exceeds_spread"] else "not larger"
-        lines.append(f"- {c['metric']}: {names[a]} - {names[b]}: {c['difference']:+.2f}, {verdict} than the seed "
-                     f"spread ({c['largest_spread']:.2f})")
-    figures = {"seeds": seeds, "rows": {k: {**summary[k], "runs": runs[k]} for k in summary}, "comparisons": comparisons}
-    os.makedirs(out, exist_ok=True)
-    write_report(out, figures, "\n".join(lines))
-    return figures
+    return write_comparison_report(out, seeds, summary, runs, comparisons, names, lines)
 
 
 def main(argv=None):
@@ -82,25 +73,15 @@ def main(argv=None):
     out = os.path.abspath(args.output)
     record_path = os.path.abspath(args.record or os.path.join(out, "seed_record.json"))
     protocol = {"rows": [key for key, *_ in ROWS], "opts": list(args.opts)}
-    recorded = load_seed_record(record_path, protocol)
-    runs = {key: [] for key, *_ in ROWS}
-    figures, finished = {}, []
-    for seed in args.seeds:  # whole seeds first: a stopped run leaves complete seeds
-        entries = recorded.get(str(seed))
-        if entries is None:
-            entries = {}
-            for key, config, _ in ROWS:
-                results, s_per_iter = train(config, f"{out}/{key}/seed{seed}", "SEED", str(seed), *args.opts,
-                                            num_gpus=args.num_gpus)
-                entries[key] = {"seed": seed, "s_per_iter": s_per_iter,
-                                **{m: results["sem_seg"][m] for m in METRICS}}
-            recorded[str(seed)] = entries
-            save_seed_record(record_path, protocol, recorded)
-        for key in runs:
-            runs[key].append(entries[key])
-        finished.append(seed)
-        figures = report(out, runs, finished)
-    return figures
+    configs = {key: config for key, config, _ in ROWS}
+
+    def run_row(key, seed):
+        results, s_per_iter = train(configs[key], f"{out}/{key}/seed{seed}", "SEED", str(seed), *args.opts,
+                                    num_gpus=args.num_gpus)
+        return {"seed": seed, "s_per_iter": s_per_iter, **{m: results["sem_seg"][m] for m in METRICS}}
+
+    return run_seeds(args.seeds, record_path, protocol, list(configs), run_row,
+                     lambda runs, seeds: report(out, runs, seeds))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import torch
 
-__all__ = ["PartTimer", "peak_memory_mib", "synchronize", "time_training_steps", "emit_figures"]
+__all__ = ["PartTimer", "method_vs_supervised_arguments", "training_batches", "peak_memory_mib", "synchronize", "time_training_steps", "emit_figures"]
 
 
 def synchronize(device):
@@ -78,3 +78,25 @@ class PartTimer:
             return out
 
         return timed
+
+
+def method_vs_supervised_arguments(description, default_config, supervised_config, argv=None):
+    """The command line of tools/benchmark_<method>.py: a method's step against a supervised step."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config-file", default=default_config)
+    parser.add_argument("--supervised-config", default=supervised_config)
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per step (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (both configs)")
+    return parser.parse_args(argv)
+
+
+def training_batches(cfg, count):
+    """The first `count` batches of the config's training loader (mapped, as the trainer sees them)."""
+    from ..engine import Trainer
+
+    loader = iter(Trainer.build_train_loader(cfg))
+    return [next(loader) for _ in range(count)]

@@ -97,6 +97,48 @@ def save_seed_record(path, protocol, seeds):
     write_json(path, {"protocol": protocol, "seeds": seeds})
 
 
+def run_seeds(seeds, record_path, protocol, row_keys, run_row, report):
+    """
+    The rows of every seed, whole seeds first (a stopped run leaves complete seeds): a seed in the record
+    at `record_path` is taken from it, any other is run (`run_row(key, seed)` -> its entry, a dict) and
+    added to the record. `report(runs, finished_seeds)` ({row: [entry per seed]}) is called after every
+    seed; returns its last value.
+    """
+    recorded = load_seed_record(record_path, protocol)
+    runs = {key: [] for key in row_keys}
+    figures, finished = {}, []
+    for seed in seeds:
+        entries = recorded.get(str(seed))
+        if entries is None:
+            entries = {key: run_row(key, seed) for key in row_keys}
+            recorded[str(seed)] = entries
+            save_seed_record(record_path, protocol, recorded)
+        for key in runs:
+            runs[key].append(entries[key])
+        finished.append(seed)
+        figures = report(runs, list(finished))
+    return figures
+
+
+def write_comparison_report(output, seeds, summary, runs, comparisons, names, table_lines):
+    """
+    The seeded comparison's report: `table_lines` (a markdown table) followed by one line per comparison of
+    `compare_rows` (rows named by `names`), written by `write_report` with the figures; returns the figures.
+    """
+    lines = list(table_lines) + [""]
+    for c in comparisons:
+        a, b = c["rows"]
+        verdict = "larger" if c["exceeds_spread"] else "not larger"
+        metric = "" if c["metric"] == "mIoU" else f"{c['metric']}: "
+        unit = " mIoU" if c["metric"] == "mIoU" else ""
+        lines.append(f"- {metric}{names[a]} - {names[b]}: {c['difference']:+.2f}{unit}, {verdict} than the seed "
+                     f"spread ({c['largest_spread']:.2f})")
+    figures = {"seeds": seeds, "rows": {k: {**summary[k], "runs": runs[k]} for k in summary}, "comparisons": comparisons}
+    os.makedirs(output, exist_ok=True)
+    write_report(output, figures, "\n".join(lines))
+    return figures
+
+
 def write_report(output, figures, table):
     """<output>/results.json (the figures) and <output>/results.md (the markdown table); prints the table."""
     write_json(os.path.join(output, "results.json"), figures)

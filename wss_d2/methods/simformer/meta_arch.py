@@ -248,7 +248,7 @@ class SimFormer(WSSMaskFormer):
         if self.balance_counts == "full_label":
             full = _nearest(torch.stack([t["full_label"] for t in targets]), size)
         base_idx = self.sample_base_points(labels, pads, targets)
-        sim_total, distill_total, positives, negatives = [], [], 0, 0
+        sim_total, positives, negatives = [], 0, 0
         pair_items = []
         for p in range(len(targets) // 2):
             a, b = 2 * p, 2 * p + 1
