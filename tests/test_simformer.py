@@ -429,3 +429,23 @@ def test_build_partner_table_tool_writes_what_training_reads(tmp_path, synthetic
     with pytest.raises(FileNotFoundError, match="missing.pth .INPUT.PAIRS.TABLE. does not exist"):
         cfg = get_wss_cfg(STRICT, ["OUTPUT_DIR", str(tmp_path), "INPUT.PAIRS.TABLE", str(tmp_path / "missing.pth")])
         build_dataset_mapper(cfg, is_train=True)(d)
+
+
+def test_two_process_training_on_pairs(tmp_path):
+    """train_net.py on 2 GLOO processes, one pair each (the official variant: every loss on): the pairs
+    reach each process whole and DDP finds every parameter used."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "train_net.py", "--config-file", OFFICIAL, "--num-gpus", "2",
+               "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
+               "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.exists(out / "model_final.pth")
+    log = (out / "log.txt").read_text()
+    assert "loss_sim" in log and "loss_distill" in log
