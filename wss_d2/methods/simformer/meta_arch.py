@@ -123,7 +123,7 @@ def _nearest(label, size):
 @META_ARCH_REGISTRY.register()
 class SimFormer(WSSMaskFormer):
     @configurable
-    def __init__(self, *, novel_classes, loss_weights, comp_weight=0.15, sim_weight=0.0, distill_weight=0.0,
+    def __init__(self, *, novel_classes, loss_weights, sim_weight=0.0, distill_weight=0.0,
                  distill_func="ce", distill_to="NovelScore", student_pairing="official_intra", sim_detach=True,
                  teacher_detach=True, base_points=100, positive_fraction=0.8, novel_points=100,
                  distill_points_on_padding=True, balance_counts="full_label", balance_stride=5, **kwargs):
@@ -182,7 +182,7 @@ class SimFormer(WSSMaskFormer):
         names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
         novel = check_weak_shot_split(names[0], num_classes) if names else ()
         args.update(
-            loss_weights=weights, novel_classes=list(novel or ()), comp_weight=sf.COMP_LOSS_WEIGHT,
+            loss_weights=weights, novel_classes=list(novel or ()),
             sim_weight=sf.SIM_LOSS_WEIGHT, distill_weight=sf.DISTILL_LOSS_WEIGHT, distill_func=sf.DISTILL_FUNC,
             distill_to=sf.DISTILL_TO, student_pairing=sf.STUDENT_PAIRING, sim_detach=sf.SIM_DETACH,
             teacher_detach=sf.TEACHER_DETACH, base_points=sf.BASE_POINTS, positive_fraction=sf.POSITIVE_FRACTION,
